@@ -1,0 +1,764 @@
+//! The `ExLLM` facade: providers by name, one call API over all of them, pricing, conversations.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use futures_util::StreamExt;
+
+use crate::chat::{ChatRequest, ChatResponse, Message, Role};
+use crate::conversation::Conversation;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Catalogue, Model};
+use crate::ports::{ChatProvider, ConversationStore, Middleware, Next};
+use crate::stream::{ChatStream, StreamEvent};
+
+/// What to send: a prompt, messages, or a full request.
+#[derive(Debug, Clone)]
+pub enum ChatInput {
+    /// One user message.
+    Text(String),
+    /// A list of messages.
+    Messages(Vec<Message>),
+    /// A complete request (its `model` is replaced by the address passed with it).
+    Request(ChatRequest),
+}
+
+impl From<&str> for ChatInput {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+impl From<String> for ChatInput {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+impl From<&String> for ChatInput {
+    fn from(text: &String) -> Self {
+        Self::Text(text.clone())
+    }
+}
+impl From<Message> for ChatInput {
+    fn from(message: Message) -> Self {
+        Self::Messages(vec![message])
+    }
+}
+impl From<Vec<Message>> for ChatInput {
+    fn from(messages: Vec<Message>) -> Self {
+        Self::Messages(messages)
+    }
+}
+impl From<ChatRequest> for ChatInput {
+    fn from(request: ChatRequest) -> Self {
+        Self::Request(request)
+    }
+}
+
+impl ChatInput {
+    fn into_messages(self) -> Vec<Message> {
+        match self {
+            Self::Text(text) => vec![Message::user(text)],
+            Self::Messages(messages) => messages,
+            Self::Request(request) => request.messages,
+        }
+    }
+}
+
+/// Sampling options for a call. Set on the client as defaults, and per call; a per-call value
+/// wins over the request's own, which wins over the client default.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// Temperature (0–2).
+    pub temperature: Option<f32>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Top-p (0–1).
+    pub top_p: Option<f32>,
+    /// Stop sequences (replace the request's when set).
+    pub stop: Option<Vec<String>>,
+    /// Seed.
+    pub seed: Option<i64>,
+    /// A system prompt put first when the messages have none.
+    pub system: Option<String>,
+}
+
+impl CallOptions {
+    /// Sets the temperature.
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.temperature = Some(t);
+        self
+    }
+    /// Sets the output token limit.
+    pub fn max_tokens(mut self, n: u32) -> Self {
+        self.max_tokens = Some(n);
+        self
+    }
+    /// Sets top-p.
+    pub fn top_p(mut self, p: f32) -> Self {
+        self.top_p = Some(p);
+        self
+    }
+    /// Sets the stop sequences.
+    pub fn stop(mut self, stop: Vec<String>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+    /// Sets the seed.
+    pub fn seed(mut self, seed: i64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Sets the system prompt.
+    pub fn system(mut self, system: impl Into<String>) -> Self {
+        self.system = Some(system.into());
+        self
+    }
+
+    /// Applies these options over `request`: set values replace the request's.
+    fn apply_over(&self, request: &mut ChatRequest) {
+        if self.temperature.is_some() {
+            request.temperature = self.temperature;
+        }
+        if self.max_tokens.is_some() {
+            request.max_tokens = self.max_tokens;
+        }
+        if self.top_p.is_some() {
+            request.top_p = self.top_p;
+        }
+        if let Some(stop) = &self.stop {
+            request.stop.clone_from(stop);
+        }
+        if self.seed.is_some() {
+            request.seed = self.seed;
+        }
+        self.apply_system(request);
+    }
+
+    /// Applies these options under `request`: only fields the request leaves unset.
+    fn apply_under(&self, request: &mut ChatRequest) {
+        request.temperature = request.temperature.or(self.temperature);
+        request.max_tokens = request.max_tokens.or(self.max_tokens);
+        request.top_p = request.top_p.or(self.top_p);
+        if request.stop.is_empty()
+            && let Some(stop) = &self.stop
+        {
+            request.stop.clone_from(stop);
+        }
+        request.seed = request.seed.or(self.seed);
+        self.apply_system(request);
+    }
+
+    fn apply_system(&self, request: &mut ChatRequest) {
+        if let Some(system) = &self.system
+            && !request.messages.iter().any(|m| m.role == Role::System)
+        {
+            request.messages.insert(0, Message::system(system.clone()));
+        }
+    }
+}
+
+/// A `provider/model` address, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelAddress {
+    /// The provider name.
+    pub provider: String,
+    /// The provider's model id (may itself contain `/`, as OpenRouter's do).
+    pub model: String,
+}
+
+impl ModelAddress {
+    /// Parses `provider/model`, splitting at the first `/`.
+    pub fn parse(address: &str) -> Result<Self> {
+        match address.split_once('/') {
+            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(Self {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+            }),
+            _ => Err(Error::validation(
+                "model",
+                format!(
+                    "`{address}` is not a model address: use `provider/model`, e.g. `openai/gpt-4o-mini`"
+                ),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+struct Inner {
+    providers: RwLock<BTreeMap<String, Arc<dyn ChatProvider>>>,
+    catalogue: Catalogue,
+    store: Option<Arc<dyn ConversationStore>>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    defaults: CallOptions,
+    default_model: Option<String>,
+    aliases: BTreeMap<String, String>,
+}
+
+/// One API over every provider.
+///
+/// Cheap to clone: clones share providers, catalogue and store.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use exllm_core::{ExLLM, ChatProvider, ChatRequest, ChatResponse, ChatStream, Result};
+/// # #[derive(Debug)] struct Echo;
+/// # #[async_trait::async_trait]
+/// # impl ChatProvider for Echo {
+/// #     fn name(&self) -> &str { "echo" }
+/// #     async fn chat(&self, r: ChatRequest) -> Result<ChatResponse> {
+/// #         let mut resp = ChatResponse::new("echo", r.model.clone());
+/// #         resp.content.push(exllm_core::ContentPart::text(r.messages[0].text()));
+/// #         Ok(resp)
+/// #     }
+/// #     async fn stream(&self, _r: ChatRequest) -> Result<ChatStream> { unreachable!() }
+/// # }
+/// # tokio_test(async {
+/// let exllm = ExLLM::builder().provider(Arc::new(Echo)).build();
+/// let reply = exllm.chat("echo/any", "Hi").await?;
+/// assert_eq!(reply.text(), "Hi");
+/// # Ok(()) });
+/// # fn tokio_test(f: impl std::future::Future<Output = Result<()>>) {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap()
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ExLLM {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ExLLM {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExLLM")
+            .field("providers", &self.list_providers())
+            .field("catalogue_models", &self.inner.catalogue.len())
+            .field("middleware", &self.inner.middleware)
+            .field("store", &self.inner.store)
+            .field("defaults", &self.inner.defaults)
+            .field("default_model", &self.inner.default_model)
+            .finish()
+    }
+}
+
+/// Builds an [`ExLLM`].
+#[derive(Default)]
+pub struct ExLLMBuilder {
+    providers: BTreeMap<String, Arc<dyn ChatProvider>>,
+    catalogue: Option<Catalogue>,
+    store: Option<Arc<dyn ConversationStore>>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    defaults: CallOptions,
+    default_model: Option<String>,
+    aliases: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ExLLMBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExLLMBuilder")
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .field("default_model", &self.default_model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExLLMBuilder {
+    /// Registers a provider under its [`ChatProvider::name`].
+    pub fn provider(mut self, provider: Arc<dyn ChatProvider>) -> Self {
+        self.providers.insert(provider.name().to_owned(), provider);
+        self
+    }
+    /// Adds models or replaces prices on top of the built-in catalogue.
+    pub fn catalogue(mut self, overrides: Catalogue) -> Self {
+        let mut catalogue = self
+            .catalogue
+            .take()
+            .unwrap_or_else(|| Catalogue::builtin().clone());
+        catalogue.merge(overrides);
+        self.catalogue = Some(catalogue);
+        self
+    }
+    /// Sets the conversation store.
+    pub fn store(mut self, store: Arc<dyn ConversationStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// Adds a middleware; the first added runs outermost.
+    pub fn middleware(mut self, middleware: Arc<dyn Middleware>) -> Self {
+        self.middleware.push(middleware);
+        self
+    }
+    /// Sets the client's default call options.
+    pub fn defaults(mut self, defaults: CallOptions) -> Self {
+        self.defaults = defaults;
+        self
+    }
+    /// Sets the model used when a call names none (an empty address).
+    pub fn default_model(mut self, address: impl Into<String>) -> Self {
+        self.default_model = Some(address.into());
+        self
+    }
+    /// Adds an alias: `name` stands for the address `target`.
+    pub fn alias(mut self, name: impl Into<String>, target: impl Into<String>) -> Self {
+        self.aliases.insert(name.into(), target.into());
+        self
+    }
+    /// Builds the client.
+    pub fn build(self) -> ExLLM {
+        ExLLM {
+            inner: Arc::new(Inner {
+                providers: RwLock::new(self.providers),
+                catalogue: self
+                    .catalogue
+                    .unwrap_or_else(|| Catalogue::builtin().clone()),
+                store: self.store,
+                middleware: self.middleware,
+                defaults: self.defaults,
+                default_model: self.default_model,
+                aliases: self.aliases,
+            }),
+        }
+    }
+}
+
+impl ExLLM {
+    /// A builder with no providers, the built-in catalogue and no store.
+    pub fn builder() -> ExLLMBuilder {
+        ExLLMBuilder::default()
+    }
+
+    /// Adds (or replaces) a provider at run time.
+    pub fn register_provider(&self, provider: Arc<dyn ChatProvider>) {
+        let mut providers = self
+            .inner
+            .providers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        providers.insert(provider.name().to_owned(), provider);
+    }
+
+    /// The names of the registered providers, sorted.
+    pub fn list_providers(&self) -> Vec<String> {
+        self.providers_read().keys().cloned().collect()
+    }
+
+    /// The provider called `name`.
+    pub fn provider(&self, name: &str) -> Result<Arc<dyn ChatProvider>> {
+        let providers = self.providers_read();
+        providers.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "unknown provider `{name}`; known providers: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+            .with_field("model")
+        })
+    }
+
+    /// The model catalogue in use.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.inner.catalogue
+    }
+
+    /// The default model address, when one is set.
+    pub fn default_model(&self) -> Option<&str> {
+        self.inner.default_model.as_deref()
+    }
+
+    fn providers_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn ChatProvider>>> {
+        self.inner
+            .providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves an address or alias (an empty string means the default model).
+    pub fn resolve(&self, address: &str) -> Result<ModelAddress> {
+        let address = if address.is_empty() {
+            self.inner.default_model.as_deref().ok_or_else(|| {
+                Error::validation(
+                    "model",
+                    "no model given and no default model configured (EXLLM_DEFAULT_MODEL)",
+                )
+            })?
+        } else {
+            address
+        };
+        let address = self
+            .inner
+            .aliases
+            .get(address)
+            .map(String::as_str)
+            .unwrap_or(address);
+        ModelAddress::parse(address)
+    }
+
+    /// Sends `input` to the model at `address` (`"provider/model"`) and waits for the reply.
+    pub async fn chat(
+        &self,
+        address: &str,
+        input: impl Into<ChatInput>,
+    ) -> Result<ChatResponse> {
+        self.chat_with(address, input, &CallOptions::default())
+            .await
+    }
+
+    /// [`ExLLM::chat`] with per-call options.
+    pub async fn chat_with(
+        &self,
+        address: &str,
+        input: impl Into<ChatInput>,
+        options: &CallOptions,
+    ) -> Result<ChatResponse> {
+        let (provider, request) = self.prepare(address, input.into(), options)?;
+        let requested = request.model.clone();
+        let mut response = Next::new(&self.inner.middleware, provider.as_ref())
+            .run(request)
+            .await
+            .map_err(|e| e.or_provider(provider.name()))?;
+        self.price(provider.as_ref(), &requested, &mut response);
+        Ok(response)
+    }
+
+    /// Sends `input` and streams the reply. The stream's last event is
+    /// [`StreamEvent::Done`] with the complete response, usage and cost.
+    pub async fn stream(&self, address: &str, input: impl Into<ChatInput>) -> Result<ChatStream> {
+        self.stream_with(address, input, &CallOptions::default())
+            .await
+    }
+
+    /// [`ExLLM::stream`] with per-call options.
+    pub async fn stream_with(
+        &self,
+        address: &str,
+        input: impl Into<ChatInput>,
+        options: &CallOptions,
+    ) -> Result<ChatStream> {
+        let (provider, request) = self.prepare(address, input.into(), options)?;
+        let requested = request.model.clone();
+        let stream = Next::new(&self.inner.middleware, provider.as_ref())
+            .run_stream(request)
+            .await
+            .map_err(|e| e.or_provider(provider.name()))?;
+        Ok(self.priced_stream(provider, requested, stream))
+    }
+
+    /// The models of `provider` (or of every provider): the catalogue's, merged with the live
+    /// list where the provider has one. Live models the catalogue does not know are listed
+    /// without prices.
+    pub async fn list_models(&self, provider: Option<&str>) -> Result<Vec<Model>> {
+        let names = match provider {
+            Some(name) => {
+                self.provider(name)?;
+                vec![name.to_owned()]
+            }
+            None => self.list_providers(),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let live = self.provider(&name)?.list_models().await?;
+            let mut merged: BTreeMap<String, Model> = self
+                .inner
+                .catalogue
+                .models_of(&name)
+                .map(|m| (m.id.clone(), m.clone()))
+                .collect();
+            for model in live {
+                merged.entry(model.id.clone()).or_insert(model);
+            }
+            out.extend(merged.into_values());
+        }
+        Ok(out)
+    }
+
+    /// The conversation API.
+    pub fn conversations(&self) -> Conversations<'_> {
+        Conversations { exllm: self }
+    }
+
+    /// Turns address, input and options into a validated request for a known provider.
+    fn prepare(
+        &self,
+        address: &str,
+        input: ChatInput,
+        options: &CallOptions,
+    ) -> Result<(Arc<dyn ChatProvider>, ChatRequest)> {
+        let target = self.resolve(address)?;
+        let provider = self.provider(&target.provider)?;
+        let mut request = match input {
+            ChatInput::Request(request) => request,
+            other => ChatRequest {
+                messages: other.into_messages(),
+                ..ChatRequest::default()
+            },
+        };
+        request.model = target.model;
+        self.inner.defaults.apply_under(&mut request);
+        options.apply_over(&mut request);
+        validate(&request)?;
+        Ok((provider, request))
+    }
+
+    /// Fills in provider name and cost; warns when the model has no price.
+    fn price(&self, provider: &dyn ChatProvider, requested: &str, response: &mut ChatResponse) {
+        price_response(&self.inner.catalogue, provider, requested, response);
+    }
+
+    fn priced_stream(
+        &self,
+        provider: Arc<dyn ChatProvider>,
+        requested: String,
+        stream: ChatStream,
+    ) -> ChatStream {
+        let exllm = self.clone();
+        let name = provider.name().to_owned();
+        let stream = futures_util::stream::unfold(
+            Some((stream, provider)),
+            move |state| {
+                let exllm = exllm.clone();
+                let requested = requested.clone();
+                let name = name.clone();
+                async move {
+                    let (mut stream, provider) = state?;
+                    match stream.next().await {
+                        Some(Ok(StreamEvent::Done(mut response))) => {
+                            exllm.price(provider.as_ref(), &requested, &mut response);
+                            // Done is the last event: end the stream after it.
+                            Some((Ok(StreamEvent::Done(response)), None))
+                        }
+                        Some(Ok(event)) => Some((Ok(event), Some((stream, provider)))),
+                        Some(Err(err)) => Some((Err(err.or_provider(&name)), None)),
+                        None => Some((
+                            Err(Error::new(
+                                ErrorKind::StreamTruncated,
+                                "the provider's stream ended without a final response",
+                            )
+                            .with_provider(name)),
+                            None,
+                        )),
+                    }
+                }
+            },
+        );
+        Box::pin(stream)
+    }
+}
+
+/// Sets `response.provider` and prices it from the catalogue, then from the provider's own
+/// prices (local providers are free). Logs a warning when no price is known: the cost stays
+/// `None` rather than a guess.
+pub fn price_response(
+    catalogue: &Catalogue,
+    provider: &dyn ChatProvider,
+    requested: &str,
+    response: &mut ChatResponse,
+) {
+    if response.provider.is_empty() {
+        response.provider = provider.name().to_owned();
+    }
+    if response.model.is_empty() {
+        response.model = requested.to_owned();
+    }
+    let ids = [response.model.as_str(), requested];
+    let pricing = catalogue
+        .pricing(provider.name(), &ids)
+        .or_else(|| provider.pricing(requested));
+    response.cost = pricing.map(|p| crate::cost::Cost::compute(&response.usage, &p));
+    if response.cost.is_none() {
+        tracing::warn!(
+            provider = provider.name(),
+            model = requested,
+            "no price known for this model; cost is unknown"
+        );
+    }
+}
+
+/// Checks a request before any IO.
+pub fn validate(request: &ChatRequest) -> Result<()> {
+    if request.messages.is_empty() {
+        return Err(Error::validation(
+            "messages",
+            "at least one message is required",
+        ));
+    }
+    if request.model.trim().is_empty() {
+        return Err(Error::validation("model", "the model id is empty"));
+    }
+    if let Some(t) = request.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(Error::validation(
+            "temperature",
+            format!("temperature must be between 0 and 2, got {t}"),
+        ));
+    }
+    if let Some(p) = request.top_p
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(Error::validation(
+            "top_p",
+            format!("top_p must be between 0 and 1, got {p}"),
+        ));
+    }
+    if request.max_tokens == Some(0) {
+        return Err(Error::validation(
+            "max_tokens",
+            "max_tokens must be at least 1",
+        ));
+    }
+    if let Some(tool) = request.tools.iter().find(|t| t.name.trim().is_empty()) {
+        return Err(Error::validation(
+            "tools",
+            format!("a tool has an empty name (description: {:?})", tool.description),
+        ));
+    }
+    Ok(())
+}
+
+/// Conversations kept in the client's [`ConversationStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct Conversations<'a> {
+    exllm: &'a ExLLM,
+}
+
+impl Conversations<'_> {
+    fn store(&self) -> Result<&Arc<dyn ConversationStore>> {
+        self.exllm.inner.store.as_ref().ok_or_else(|| {
+            Error::config(
+                "no conversation store configured: add one with ExLLMBuilder::store \
+                 (e.g. exllm::persistence::InMemoryStore)",
+            )
+        })
+    }
+
+    /// Starts a conversation with the model at `address`, optionally with a system prompt.
+    /// Returns the new conversation (its id assigned by the store).
+    pub async fn new(&self, address: &str, system: Option<&str>) -> Result<Conversation> {
+        let target = self.exllm.resolve(address)?;
+        self.exllm.provider(&target.provider)?;
+        let mut conversation = Conversation::new("", target.provider, target.model);
+        if let Some(system) = system {
+            conversation.messages.push(Message::system(system));
+        }
+        let id = self.store()?.create(conversation.clone()).await?;
+        conversation.id = id;
+        Ok(conversation)
+    }
+
+    /// The conversation `id`.
+    pub async fn get(&self, id: &str) -> Result<Conversation> {
+        self.store()?.get(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// Every conversation.
+    pub async fn list(&self) -> Result<Vec<Conversation>> {
+        self.store()?.list().await
+    }
+
+    /// Deletes conversation `id`.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        if self.store()?.delete(id).await? {
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    /// Sends `input` as the next turn: the whole history goes upstream, and the new messages,
+    /// usage and cost are appended to the conversation.
+    pub async fn send(&self, id: &str, input: impl Into<ChatInput>) -> Result<ChatResponse> {
+        let (conversation, new_messages, request) = self.turn(id, input.into()).await?;
+        let response = self
+            .exllm
+            .chat(&conversation.address(), request)
+            .await?;
+        self.record(id, new_messages, &response).await?;
+        Ok(response)
+    }
+
+    /// Sends `input` as the next turn and streams the reply; the turn is recorded when the
+    /// stream completes (a failed stream records nothing).
+    pub async fn send_stream(&self, id: &str, input: impl Into<ChatInput>) -> Result<ChatStream> {
+        let (conversation, new_messages, request) = self.turn(id, input.into()).await?;
+        let stream = self
+            .exllm
+            .stream(&conversation.address(), request)
+            .await?;
+        let store = Arc::clone(self.store()?);
+        let id = id.to_owned();
+        let stream = futures_util::stream::unfold(
+            Some((stream, store, id, new_messages)),
+            |state| async move {
+                let (mut stream, store, id, new_messages) = state?;
+                match stream.next().await {
+                    Some(Ok(StreamEvent::Done(response))) => {
+                        let mut messages = new_messages;
+                        messages.push(response.to_message());
+                        match store
+                            .append(&id, messages, response.usage, response.cost)
+                            .await
+                        {
+                            Ok(_) => Some((Ok(StreamEvent::Done(response)), None)),
+                            Err(err) => Some((Err(err), None)),
+                        }
+                    }
+                    Some(Ok(event)) => Some((Ok(event), Some((stream, store, id, new_messages)))),
+                    Some(Err(err)) => Some((Err(err), None)),
+                    None => None,
+                }
+            },
+        );
+        Ok(Box::pin(stream))
+    }
+
+    async fn turn(
+        &self,
+        id: &str,
+        input: ChatInput,
+    ) -> Result<(Conversation, Vec<Message>, ChatRequest)> {
+        let conversation = self.get(id).await?;
+        let (new_messages, template) = match input {
+            ChatInput::Request(mut request) => {
+                let messages = std::mem::take(&mut request.messages);
+                (messages, request)
+            }
+            other => (other.into_messages(), ChatRequest::default()),
+        };
+        if new_messages.is_empty() {
+            return Err(Error::validation(
+                "messages",
+                "a conversation turn needs at least one message",
+            ));
+        }
+        let mut request = template;
+        request.messages = conversation.messages.clone();
+        request.messages.extend(new_messages.iter().cloned());
+        Ok((conversation, new_messages, request))
+    }
+
+    async fn record(&self, id: &str, mut messages: Vec<Message>, response: &ChatResponse) -> Result<()> {
+        messages.push(response.to_message());
+        self.store()?
+            .append(id, messages, response.usage, response.cost)
+            .await?;
+        Ok(())
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(ErrorKind::NotFound, format!("no conversation with id `{id}`"))
+}

@@ -1,0 +1,35 @@
+//! ExLLM's core: the provider-neutral domain (messages, requests, responses, stream events,
+//! usage, exact cost, models, conversations), the ports behind which IO sits, and the
+//! [`ExLLM`] facade.
+//!
+//! This crate knows no provider wire format and does no IO: adapters implement its ports,
+//! and `exllm-app` wires them together. Most users depend on the `exllm` umbrella crate instead.
+
+pub mod chat;
+pub mod conversation;
+pub mod cost;
+pub mod error;
+pub mod facade;
+pub mod model;
+pub mod ports;
+pub mod secret;
+pub mod stream;
+pub mod usage;
+
+pub use chat::{
+    ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, Reasoning,
+    ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition, ToolResult,
+};
+pub use conversation::Conversation;
+pub use cost::Cost;
+pub use error::{Error, ErrorBody, ErrorKind, Result};
+pub use facade::{CallOptions, ChatInput, Conversations, ExLLM, ExLLMBuilder, ModelAddress};
+pub use model::{Capabilities, Capability, Catalogue, Model, ModelKind, Pricing};
+pub use ports::{ChatProvider, ConversationStore, Middleware, Next};
+pub use rust_decimal::Decimal;
+pub use secret::Secret;
+pub use stream::{ChatStream, StreamAccumulator, StreamEvent};
+pub use usage::Usage;
+
+#[cfg(test)]
+mod tests;

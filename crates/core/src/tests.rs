@@ -1,0 +1,122 @@
+//! Unit tests of the core: cost arithmetic, the accumulator, validation, addresses.
+
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+use crate::*;
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+#[test]
+fn cost_prices_cached_input_at_the_cached_price() {
+    let pricing = Pricing {
+        input_per_mtok: dec("0.15"),
+        output_per_mtok: dec("0.60"),
+        cached_input_per_mtok: Some(dec("0.075")),
+        ..Pricing::default()
+    };
+    let usage = Usage {
+        input_tokens: 1_000_000,
+        cached_input_tokens: 400_000,
+        output_tokens: 2_000_000,
+        ..Usage::default()
+    };
+    let cost = Cost::compute(&usage, &pricing);
+    assert_eq!(cost.input_usd, dec("0.09"));
+    assert_eq!(cost.cached_input_usd, dec("0.03"));
+    assert_eq!(cost.output_usd, dec("1.2"));
+    assert_eq!(cost.total_usd, dec("1.32"));
+}
+
+#[test]
+fn cost_is_exact_for_small_counts() {
+    let pricing = Pricing {
+        input_per_mtok: dec("0.1"),
+        output_per_mtok: dec("0.4"),
+        ..Pricing::default()
+    };
+    let cost = Cost::compute(&Usage::new(16, 363), &pricing);
+    // 16 * 0.1 / 1e6 + 363 * 0.4 / 1e6 = 0.0000016 + 0.0001452
+    assert_eq!(cost.total_usd, dec("0.0001468"));
+    assert_eq!(
+        serde_json::to_value(cost).unwrap()["total_usd"],
+        serde_json::json!("0.0001468")
+    );
+}
+
+#[test]
+fn accumulator_assembles_interleaved_tool_calls_per_index() {
+    let mut acc = StreamAccumulator::new("openai", "gpt-4o");
+    acc.tool_call_start(0, "a", "first");
+    acc.tool_call_start(1, "b", "second");
+    acc.tool_call_delta(0, "{\"x\":");
+    acc.tool_call_delta(1, "{\"y\":");
+    acc.tool_call_delta(0, "1}");
+    acc.tool_call_delta(1, "2}");
+    acc.finish_reason(Some(FinishReason::ToolCalls), Some("tool_calls"));
+    let (events, resp) = acc.finish();
+    assert_eq!(events.len(), 3, "two ends and done: {events:?}");
+    let calls = resp.tool_calls();
+    assert_eq!(calls[0].arguments, serde_json::json!({"x": 1}));
+    assert_eq!(calls[1].arguments, serde_json::json!({"y": 2}));
+}
+
+#[test]
+fn accumulator_keeps_invalid_arguments_verbatim() {
+    let mut acc = StreamAccumulator::new("p", "m");
+    acc.tool_call_start(0, "a", "f");
+    acc.tool_call_delta(0, "{\"unterminated");
+    let err = acc.truncated("cut");
+    assert_eq!(err.kind(), ErrorKind::StreamTruncated);
+    let partial = err.partial_response().unwrap();
+    assert_eq!(
+        partial.tool_calls()[0].arguments,
+        serde_json::json!("{\"unterminated")
+    );
+}
+
+#[test]
+fn addresses_split_at_the_first_slash() {
+    let a = ModelAddress::parse("openrouter/anthropic/claude-3").unwrap();
+    assert_eq!(a.provider, "openrouter");
+    assert_eq!(a.model, "anthropic/claude-3");
+    let err = ModelAddress::parse("gpt-4o").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Validation);
+    assert_eq!(err.field(), Some("model"));
+}
+
+#[test]
+fn validation_rejects_bad_requests_before_io() {
+    let ok = ChatRequest::new("m").user("hi");
+    assert!(facade::validate(&ok).is_ok());
+    let empty = ChatRequest::new("m");
+    assert_eq!(facade::validate(&empty).unwrap_err().field(), Some("messages"));
+    let hot = ChatRequest::new("m").user("hi").temperature(2.5);
+    assert_eq!(facade::validate(&hot).unwrap_err().field(), Some("temperature"));
+    let nan = ChatRequest::new("m").user("hi").temperature(f32::NAN);
+    assert_eq!(facade::validate(&nan).unwrap_err().field(), Some("temperature"));
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = Secret::new("sk-sentinel-123456");
+    assert!(!format!("{s:?} {s}").contains("sentinel"));
+    assert_eq!(s.scrub("key sk-sentinel-123456 here"), "key *** here");
+}
+
+#[test]
+fn error_display_names_provider_status_and_code() {
+    let err = Error::new(ErrorKind::QuotaExhausted, "You exceeded your current quota")
+        .with_provider("openai")
+        .with_status(429)
+        .with_code("insufficient_quota");
+    assert_eq!(
+        err.to_string(),
+        "openai: You exceeded your current quota (HTTP 429, insufficient_quota)"
+    );
+    assert!(!err.is_retryable());
+    let body = ErrorBody::from(&err);
+    assert_eq!(body.kind.as_str(), "quota_exhausted");
+}
