@@ -1,1 +1,18 @@
-//! placeholder being built
+//! ExLLM's provider adapters: one module per wire format, plus the `mock` provider.
+//!
+//! An adapter is translation only: a [`exllm_core::ChatRequest`] becomes an HTTP request, and a
+//! body or stream of events becomes [`exllm_core::ChatResponse`] or
+//! [`exllm_core::StreamEvent`]s. Sending, status handling, retries and error mapping live once
+//! in `exllm-infrastructure`'s `HttpExecutor`.
+//!
+//! - [`openai`]: OpenAI Chat Completions, and through [`OpenAiConfig`] every OpenAI-compatible
+//!   service (Groq, Mistral, DeepSeek, OpenRouter, vLLM, …) as data.
+//! - [`mock`]: [`MockProvider`], scripted and recording, for tests and demos.
+
+pub mod mock;
+#[cfg(feature = "openai")]
+pub mod openai;
+
+pub use mock::{MockProvider, MockReply};
+#[cfg(feature = "openai")]
+pub use openai::{MaxTokensField, OpenAiConfig, OpenAiProvider, OpenAiQuirks};

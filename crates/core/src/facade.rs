@@ -647,6 +647,9 @@ impl Conversations<'_> {
 
     /// Starts a conversation with the model at `address`, optionally with a system prompt.
     /// Returns the new conversation (its id assigned by the store).
+    // `conversations().new(…)` reads as the domain says it; it creates a stored conversation,
+    // not a `Conversations` handle.
+    #[allow(clippy::new_ret_no_self)]
     pub async fn new(&self, address: &str, system: Option<&str>) -> Result<Conversation> {
         let target = self.exllm.resolve(address)?;
         self.exllm.provider(&target.provider)?;

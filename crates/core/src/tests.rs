@@ -120,3 +120,133 @@ fn error_display_names_provider_status_and_code() {
     let body = ErrorBody::from(&err);
     assert_eq!(body.kind.as_str(), "quota_exhausted");
 }
+
+mod facade_with_mocked_provider {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use futures_util::StreamExt;
+    use mockall::mock;
+
+    use crate::*;
+
+    mock! {
+        #[derive(Debug)]
+        pub Provider {}
+        #[async_trait]
+        impl ChatProvider for Provider {
+            fn name(&self) -> &str;
+            async fn chat(&self, request: ChatRequest) -> Result<ChatResponse>;
+            async fn stream(&self, request: ChatRequest) -> Result<ChatStream>;
+            async fn list_models(&self) -> Result<Vec<Model>>;
+            async fn health(&self) -> Result<()>;
+            fn pricing(&self, model: &str) -> Option<Pricing>;
+        }
+    }
+
+    fn provider_named(name: &'static str) -> MockProvider {
+        let mut p = MockProvider::new();
+        p.expect_name().return_const(name.to_owned());
+        p.expect_pricing().returning(|_| None);
+        p
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn invalid_requests_never_reach_the_provider() {
+        let mut p = provider_named("p");
+        p.expect_chat().never();
+        let exllm = ExLLM::builder().provider(Arc::new(p)).build();
+        block_on(async {
+            let err = exllm.chat("p/m", Vec::<Message>::new()).await.unwrap_err();
+            assert_eq!(err.field(), Some("messages"));
+            let err = exllm
+                .chat_with("p/m", "hi", &CallOptions::default().temperature(-0.1))
+                .await
+                .unwrap_err();
+            assert_eq!(err.field(), Some("temperature"));
+            let err = exllm.chat("other/m", "hi").await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound);
+            assert!(err.message().contains("known providers: p"), "{err}");
+        });
+    }
+
+    #[test]
+    fn per_call_options_win_over_client_defaults() {
+        let mut p = provider_named("p");
+        p.expect_chat()
+            .withf(|r| {
+                r.model == "m"
+                    && r.temperature == Some(0.9)
+                    && r.max_tokens == Some(100)
+                    && r.messages[0].role == Role::System
+            })
+            .times(1)
+            .returning(|r| {
+                let mut resp = ChatResponse::new("p", r.model);
+                resp.usage = Usage::new(10, 5);
+                Ok(resp)
+            });
+        let exllm = ExLLM::builder()
+            .provider(Arc::new(p))
+            .defaults(CallOptions::default().temperature(0.1).max_tokens(100).system("be brief"))
+            .build();
+        block_on(async {
+            let resp = exllm
+                .chat_with("p/m", "hi", &CallOptions::default().temperature(0.9))
+                .await
+                .unwrap();
+            assert_eq!(resp.provider, "p");
+            assert!(resp.cost.is_none(), "unpriced model: no invented cost");
+        });
+    }
+
+    #[test]
+    fn the_provider_price_is_used_when_the_catalogue_has_none() {
+        let mut p = MockProvider::new();
+        p.expect_name().return_const("local".to_owned());
+        p.expect_pricing().returning(|_| Some(Pricing::default()));
+        p.expect_chat().returning(|r| {
+            let mut resp = ChatResponse::new("local", r.model);
+            resp.usage = Usage::new(1000, 1000);
+            Ok(resp)
+        });
+        let exllm = ExLLM::builder().provider(Arc::new(p)).build();
+        let resp = block_on(exllm.chat("local/llama", "hi")).unwrap();
+        assert_eq!(resp.cost.unwrap().total_usd, Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_stream_without_done_is_truncated() {
+        let mut p = provider_named("p");
+        p.expect_stream().returning(|_| {
+            let events = vec![Ok(StreamEvent::TextDelta("par".into()))];
+            Ok(Box::pin(futures_util::stream::iter(events)) as ChatStream)
+        });
+        let exllm = ExLLM::builder().provider(Arc::new(p)).build();
+        block_on(async {
+            let mut s = exllm.stream("p/m", "hi").await.unwrap();
+            assert!(matches!(s.next().await, Some(Ok(StreamEvent::TextDelta(_)))));
+            let err = s.next().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::StreamTruncated);
+            assert_eq!(err.provider(), Some("p"));
+            assert!(s.next().await.is_none());
+        });
+    }
+
+    #[test]
+    fn aliases_and_default_model_resolve() {
+        let exllm = ExLLM::builder()
+            .alias("fast", "p/small")
+            .default_model("p/big")
+            .build();
+        assert_eq!(exllm.resolve("fast").unwrap().model, "small");
+        assert_eq!(exllm.resolve("").unwrap().model, "big");
+    }
+}

@@ -1,1 +1,23 @@
-//! placeholder being built
+//! ExLLM's infrastructure: the one HTTP executor, SSE and NDJSON framing, and test fixtures.
+//!
+//! Provider adapters translate; everything about sending — pooling, timeouts, status and body
+//! to typed errors, secret scrubbing, stream framing with size caps — lives here, once.
+
+pub mod headers;
+pub mod http;
+mod line;
+pub mod ndjson;
+mod provider_error;
+pub mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use headers::RateLimitInfo;
+pub use http::{
+    Auth, Frame, FrameStream, Framing, HttpConfig, HttpExecutor, HttpRequest, HttpResponse, Method,
+};
+pub use ndjson::NdjsonDecoder;
+pub use sse::{DEFAULT_MAX_LINE_BYTES, SseDecoder, SseEvent};
+
+#[cfg(test)]
+mod tests;

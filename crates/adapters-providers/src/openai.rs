@@ -1,0 +1,947 @@
+//! The OpenAI Chat Completions wire format, for OpenAI and every OpenAI-compatible service.
+//!
+//! This module is translation only: [`request_body`] turns a [`ChatRequest`] into the JSON of
+//! `POST {base_url}/chat/completions`, [`parse_response`] turns the reply into a
+//! [`ChatResponse`], and a chunk decoder turns the SSE stream into [`StreamEvent`]s through the
+//! core's [`StreamAccumulator`]. Sending, status handling, retry headers and error mapping live
+//! once in the [`HttpExecutor`].
+//!
+//! OpenAI-compatible services (Groq, Mistral, DeepSeek, OpenRouter, vLLM, …) are data, not code:
+//! an [`OpenAiConfig`] with their name, base URL, key, headers and [`OpenAiQuirks`].
+//!
+//! Wire facts are cited from `shared/docs/wire-formats.md` ("OpenAI Chat Completions") and the
+//! recorded fixtures in `shared/fixtures/openai/` (written `fx:` below).
+//!
+//! Only the first choice (`index` 0) is read: ExLLM never asks for `n > 1`, and when a caller
+//! does through `extra_body`, the other choices are skipped rather than mixed into one reply
+//! (fx: stream-multiple-choices-n3-gpt4o.sse interleaves indexes 0, 1 and 2).
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use exllm_core::{
+    ChatProvider, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, ErrorKind,
+    FinishReason, ImageSource, Model, Reasoning, ResponseFormat, Result, Role, Secret,
+    StreamAccumulator, StreamEvent, ToolCall, ToolChoice, Usage,
+};
+use exllm_infrastructure::http::{Auth, Frame, FrameStream, Framing, HttpExecutor, HttpRequest};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// OpenAI's public endpoint [openapi.yaml `servers`].
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// How many bytes of an undecodable body or chunk an error keeps.
+const RAW_KEEP_BYTES: usize = 2048;
+
+/// Which request field carries the output token limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MaxTokensField {
+    /// `max_completion_tokens`: OpenAI's current field. Its reasoning models reject
+    /// `max_tokens` (fx: error-400-unsupported-parameter.json).
+    #[default]
+    MaxCompletionTokens,
+    /// `max_tokens`: the older field many OpenAI-compatible servers still expect.
+    MaxTokens,
+}
+
+impl MaxTokensField {
+    /// The JSON field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxCompletionTokens => "max_completion_tokens",
+            Self::MaxTokens => "max_tokens",
+        }
+    }
+}
+
+/// Where an OpenAI-compatible service departs from OpenAI. The default is OpenAI itself.
+///
+/// New quirks are added as fields with an OpenAI-like default, so that a service's config
+/// states only how it differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenAiQuirks {
+    /// Send `stream_options: {"include_usage": true}` with streaming requests. OpenAI reports
+    /// stream usage only when asked (wire-formats.md, "Usage in streams"); some compatible
+    /// servers reject the option.
+    pub stream_usage: bool,
+    /// Which field carries [`ChatRequest::max_tokens`].
+    pub max_tokens_field: MaxTokensField,
+}
+
+impl Default for OpenAiQuirks {
+    fn default() -> Self {
+        Self {
+            stream_usage: true,
+            max_tokens_field: MaxTokensField::MaxCompletionTokens,
+        }
+    }
+}
+
+impl OpenAiQuirks {
+    /// Sets whether streaming requests ask for usage.
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = on;
+        self
+    }
+    /// Sets the field that carries the output token limit.
+    pub fn max_tokens_field(mut self, field: MaxTokensField) -> Self {
+        self.max_tokens_field = field;
+        self
+    }
+}
+
+/// One OpenAI-compatible service: who it is, where it is, and how it differs.
+///
+/// ```
+/// use exllm_adapters_providers::{MaxTokensField, OpenAiConfig, OpenAiQuirks};
+/// use exllm_core::Secret;
+///
+/// let openai = OpenAiConfig::openai(Some(Secret::new("sk-…")), None);
+/// assert_eq!(openai.url("chat/completions"), "https://api.openai.com/v1/chat/completions");
+///
+/// // A local vLLM server: no key, the older token field, no usage option on streams.
+/// let vllm = OpenAiConfig::compatible("vllm", "http://localhost:8000/v1", None).quirks(
+///     OpenAiQuirks::default()
+///         .max_tokens_field(MaxTokensField::MaxTokens)
+///         .stream_usage(false),
+/// );
+/// assert_eq!(vllm.name, "vllm");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiConfig {
+    /// The provider name used in `provider/model` addresses and errors (`openai`, `groq`, …).
+    pub name: String,
+    /// The API root, e.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
+    pub base_url: String,
+    /// The bearer key; `None` for local servers that need none.
+    pub api_key: Option<Secret>,
+    /// Headers sent with every request (e.g. `OpenAI-Organization`, OpenRouter's `X-Title`).
+    pub extra_headers: Vec<(String, String)>,
+    /// How the service departs from OpenAI.
+    pub quirks: OpenAiQuirks,
+}
+
+impl OpenAiConfig {
+    /// OpenAI itself: name `openai`, [`OPENAI_BASE_URL`] unless `base_url` is given.
+    pub fn openai(api_key: Option<Secret>, base_url: Option<String>) -> Self {
+        Self::compatible(
+            "openai",
+            base_url.as_deref().unwrap_or(OPENAI_BASE_URL),
+            api_key,
+        )
+    }
+
+    /// Any OpenAI-compatible service, with OpenAI's quirks until told otherwise.
+    pub fn compatible(
+        name: impl Into<String>,
+        base_url: impl Into<String>,
+        api_key: Option<Secret>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            base_url: base_url.into(),
+            api_key,
+            extra_headers: Vec::new(),
+            quirks: OpenAiQuirks::default(),
+        }
+    }
+
+    /// Adds a header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the quirks.
+    pub fn quirks(mut self, quirks: OpenAiQuirks) -> Self {
+        self.quirks = quirks;
+        self
+    }
+
+    /// `{base_url}/{path}` with exactly one slash between them.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.base_url.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+/// A [`ChatProvider`] speaking OpenAI Chat Completions to one service.
+#[derive(Debug, Clone)]
+pub struct OpenAiProvider {
+    config: OpenAiConfig,
+    executor: HttpExecutor,
+}
+
+impl OpenAiProvider {
+    /// A provider for the service `config` describes, sending through `executor`.
+    pub fn new(config: OpenAiConfig, executor: HttpExecutor) -> Self {
+        Self { config, executor }
+    }
+
+    /// The service's configuration.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+
+    fn auth(&self) -> Auth {
+        match &self.config.api_key {
+            Some(key) if !key.is_empty() => Auth::Bearer(key.clone()),
+            _ => Auth::None,
+        }
+    }
+
+    fn chat_request(&self, body: Value, request: &ChatRequest) -> HttpRequest {
+        let mut http =
+            HttpRequest::post(self.config.url("chat/completions"), body).auth(self.auth());
+        for (name, value) in self
+            .config
+            .extra_headers
+            .iter()
+            .chain(&request.extra_headers)
+        {
+            http = http.header(name.clone(), value.clone());
+        }
+        http
+    }
+}
+
+#[async_trait]
+impl ChatProvider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
+        let body = request_body(&self.config, &request, false)?;
+        let http = self.chat_request(body, &request);
+        let reply = self.executor.send_json(&self.config.name, http).await?;
+        let mut response = parse_response(&self.config.name, &reply.body)?;
+        if let Some(id) = reply.request_id {
+            response
+                .metadata
+                .insert("request_id".to_owned(), Value::String(id));
+        }
+        Ok(response)
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let body = request_body(&self.config, &request, true)?;
+        let http = self.chat_request(body, &request);
+        let frames = self
+            .executor
+            .send_stream(&self.config.name, http, Framing::Sse)
+            .await?;
+        let decoder = ChunkDecoder::new(&self.config.name, &request.model);
+        Ok(events(frames, decoder))
+    }
+
+    async fn list_models(&self) -> Result<Vec<Model>> {
+        let http = HttpRequest::get(self.config.url("models")).auth(self.auth());
+        let http = self
+            .config
+            .extra_headers
+            .iter()
+            .fold(http, |http, (n, v)| http.header(n.clone(), v.clone()));
+        let reply = self.executor.send_json(&self.config.name, http).await?;
+        parse_models(&self.config.name, &reply.body)
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.list_models().await.map(|_| ())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request translation.
+
+/// The JSON body of `POST /chat/completions` for `request`, with `stream` set for streaming.
+///
+/// Pure: no IO, so the body can be checked against OpenAI's schema without a network. Fails
+/// only on a request that cannot be expressed (a tool message without a tool result).
+pub fn request_body(config: &OpenAiConfig, request: &ChatRequest, stream: bool) -> Result<Value> {
+    let mut body = Map::new();
+    body.insert("model".to_owned(), Value::String(request.model.clone()));
+    body.insert("messages".to_owned(), Value::Array(messages(request)?));
+    if let Some(t) = request.temperature {
+        body.insert("temperature".to_owned(), float(t));
+    }
+    if let Some(n) = request.max_tokens {
+        body.insert(
+            config.quirks.max_tokens_field.as_str().to_owned(),
+            Value::from(n),
+        );
+    }
+    if let Some(p) = request.top_p {
+        body.insert("top_p".to_owned(), float(p));
+    }
+    if !request.stop.is_empty() {
+        body.insert("stop".to_owned(), json!(request.stop));
+    }
+    if let Some(seed) = request.seed {
+        body.insert("seed".to_owned(), Value::from(seed));
+    }
+    if !request.tools.is_empty() {
+        let tools = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let mut function = Map::new();
+                function.insert("name".to_owned(), Value::String(tool.name.clone()));
+                if let Some(description) = &tool.description {
+                    function.insert("description".to_owned(), Value::String(description.clone()));
+                }
+                function.insert("parameters".to_owned(), tool.parameters.clone());
+                if let Some(strict) = tool.strict {
+                    function.insert("strict".to_owned(), Value::Bool(strict));
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect();
+        body.insert("tools".to_owned(), Value::Array(tools));
+    }
+    if let Some(choice) = &request.tool_choice {
+        let choice = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".to_owned(), choice);
+    }
+    if let Some(format) = &request.response_format {
+        let format = match format {
+            ResponseFormat::Text => json!({"type": "text"}),
+            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+            ResponseFormat::JsonSchema {
+                name,
+                schema,
+                strict,
+            } => json!({
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": strict},
+            }),
+        };
+        body.insert("response_format".to_owned(), format);
+    }
+    if stream {
+        body.insert("stream".to_owned(), Value::Bool(true));
+        if config.quirks.stream_usage {
+            body.insert("stream_options".to_owned(), json!({"include_usage": true}));
+        }
+    }
+    // Last, so that a caller can override anything the translation chose.
+    for (key, value) in &request.extra_body {
+        body.insert(key.clone(), value.clone());
+    }
+    Ok(Value::Object(body))
+}
+
+/// An `f32` as the decimal a person wrote (`0.7`, not `0.699999988079071`).
+fn float(x: f32) -> Value {
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+fn messages(request: &ChatRequest) -> Result<Vec<Value>> {
+    let mut out = Vec::with_capacity(request.messages.len());
+    for (i, message) in request.messages.iter().enumerate() {
+        // Tool results become one `tool` message each, whatever role carried them: providers
+        // that put them in user messages (Anthropic) convert cleanly this way.
+        let mut rest = Vec::with_capacity(message.content.len());
+        for part in &message.content {
+            match part {
+                // Chat Completions has no error flag on tool results: `is_error` results go
+                // as their content, which says what failed.
+                ContentPart::ToolResult(result) => out.push(json!({
+                    "role": "tool",
+                    "tool_call_id": result.call_id,
+                    "content": result.content,
+                })),
+                other => rest.push(other),
+            }
+        }
+        let had_results = rest.len() < message.content.len();
+        match message.role {
+            // `system`, not `developer`: older models reject the newer role
+            // (fx: error-400-unsupported-value-developer-role.response.json), and every
+            // compatible server knows `system`. System messages carry text only.
+            Role::System => out.push(json!({"role": "system", "content": joined_text(&rest)})),
+            Role::User => {
+                if !(had_results && rest.is_empty()) {
+                    out.push(json!({"role": "user", "content": user_content(&rest)}));
+                }
+            }
+            Role::Assistant => out.push(assistant_message(&rest)),
+            Role::Tool => {
+                if !rest.is_empty() && !had_results {
+                    return Err(Error::validation(
+                        format!("messages[{i}]"),
+                        "a tool message needs a tool result part (with the call id it answers)",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn joined_text(parts: &[&ContentPart]) -> String {
+    let mut text = String::new();
+    for part in parts {
+        if let ContentPart::Text { text: t } = part {
+            text.push_str(t);
+        }
+    }
+    text
+}
+
+/// A user message's content: a plain string for text only, else an array of parts.
+fn user_content(parts: &[&ContentPart]) -> Value {
+    if !parts.iter().any(|p| matches!(p, ContentPart::Image { .. })) {
+        return Value::String(joined_text(parts));
+    }
+    let array = parts
+        .iter()
+        .filter_map(|part| match part {
+            ContentPart::Text { text } => Some(json!({"type": "text", "text": text})),
+            ContentPart::Image { source, detail } => {
+                // Inline images travel as data URLs (fx: chat-completion-vision-base64-image.request.json).
+                let url = match source {
+                    ImageSource::Url { url } => url.clone(),
+                    ImageSource::Base64 { media_type, data } => {
+                        format!("data:{media_type};base64,{data}")
+                    }
+                };
+                let mut image = Map::new();
+                image.insert("url".to_owned(), Value::String(url));
+                if let Some(detail) = detail {
+                    image.insert("detail".to_owned(), Value::String(detail.clone()));
+                }
+                Some(json!({"type": "image_url", "image_url": image}))
+            }
+            // Tool calls, reasoning and refusals are assistant content; a user message has
+            // no place for them in this format.
+            _ => None,
+        })
+        .collect();
+    Value::Array(array)
+}
+
+fn assistant_message(parts: &[&ContentPart]) -> Value {
+    let mut message = Map::new();
+    message.insert("role".to_owned(), json!("assistant"));
+    let text = joined_text(parts);
+    let mut refusal: Option<String> = None;
+    let mut calls = Vec::new();
+    for part in parts {
+        match part {
+            ContentPart::Refusal { text } => refusal.get_or_insert_with(String::new).push_str(text),
+            ContentPart::ToolCall(call) => calls.push(json!({
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": arguments_string(&call.arguments)},
+            })),
+            // Reasoning is OpenAI's to keep: Chat Completions takes no reasoning input.
+            _ => {}
+        }
+    }
+    // `content` may be left out when tool calls or a refusal stand in for it
+    // [openapi.yaml ChatCompletionRequestAssistantMessage].
+    if !text.is_empty() || (calls.is_empty() && refusal.is_none()) {
+        message.insert("content".to_owned(), Value::String(text));
+    }
+    if let Some(refusal) = refusal {
+        message.insert("refusal".to_owned(), Value::String(refusal));
+    }
+    if !calls.is_empty() {
+        message.insert("tool_calls".to_owned(), Value::Array(calls));
+    }
+    Value::Object(message)
+}
+
+/// Tool-call arguments as the JSON string OpenAI wants; arguments that were kept verbatim as a
+/// string because they were not valid JSON go back unchanged.
+fn arguments_string(arguments: &Value) -> String {
+    match arguments {
+        Value::String(raw) => raw.clone(),
+        Value::Null => "{}".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response translation.
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Option<Vec<WireChoice>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    system_fingerprint: Option<String>,
+    #[serde(default)]
+    service_tier: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    message: Option<WireMessage>,
+    #[serde(default)]
+    delta: Option<WireMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// A `message` (complete) or a `delta` (a piece of one): the same fields, all optional.
+#[derive(Deserialize, Default)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    /// Groq's parsed reasoning (fx: groq/vercel/chat-completion-reasoning-parsed.json,
+    /// groq/stream-reasoning-then-tool-call-with-x-groq-usage.response.sse).
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<WirePromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<WireCompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct WirePromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn to_usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.prompt_tokens.unwrap_or(0),
+            output_tokens: self.completion_tokens.unwrap_or(0),
+            cached_input_tokens: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// OpenAI's `finish_reason` normalized; `None` for a value OpenAI does not document (it is
+/// still kept verbatim in [`ChatResponse::provider_finish_reason`]).
+/// [openapi.yaml CreateChatCompletionResponse `finish_reason`]
+pub fn finish_reason(raw: &str) -> Option<FinishReason> {
+    match raw {
+        "stop" => Some(FinishReason::Stop),
+        "length" => Some(FinishReason::Length),
+        "tool_calls" | "function_call" => Some(FinishReason::ToolCalls),
+        "content_filter" => Some(FinishReason::ContentFilter),
+        _ => None,
+    }
+}
+
+/// The first bytes of `text`, cut on a character boundary, for error messages.
+fn first_bytes(text: &str) -> String {
+    if text.len() <= RAW_KEEP_BYTES {
+        return text.to_owned();
+    }
+    let mut end = RAW_KEEP_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Translates a Chat Completions response body (HTTP 200) into a [`ChatResponse`].
+pub fn parse_response(provider: &str, body: &Value) -> Result<ChatResponse> {
+    let undecodable =
+        |why: String| Error::decode(why, first_bytes(&body.to_string())).with_provider(provider);
+    if body.get("error").is_some_and(|e| !e.is_null()) {
+        // The executor turns a 200 carrying an error into an error already; this guards
+        // callers that hand us a body directly.
+        return Err(Error::new(ErrorKind::Provider, error_message(body))
+            .with_provider(provider)
+            .with_raw_body(first_bytes(&body.to_string())));
+    }
+    let wire = WireResponse::deserialize(body)
+        .map_err(|e| undecodable(format!("not a chat completion: {e}")))?;
+    let choices = wire.choices.unwrap_or_default();
+    let Some(choice) = choices
+        .iter()
+        .find(|c| c.index.unwrap_or(0) == 0)
+        .or(choices.first())
+    else {
+        return Err(undecodable("the chat completion has no choices".to_owned()));
+    };
+
+    let mut response = ChatResponse::new(provider, wire.model.unwrap_or_default());
+    response.id = wire.id.unwrap_or_default();
+    let message = choice.message.as_ref().or(choice.delta.as_ref());
+    let mut refused = false;
+    if let Some(message) = message {
+        if let Some(reasoning) = message.reasoning.as_deref().filter(|r| !r.is_empty()) {
+            response.content.push(ContentPart::Reasoning(Reasoning {
+                text: reasoning.to_owned(),
+                ..Reasoning::default()
+            }));
+        }
+        if let Some(text) = message.content.as_deref().filter(|t| !t.is_empty()) {
+            response.content.push(ContentPart::text(text));
+        }
+        if let Some(text) = message.refusal.as_deref().filter(|t| !t.is_empty()) {
+            refused = true;
+            response.content.push(ContentPart::Refusal {
+                text: text.to_owned(),
+            });
+        }
+        for call in message.tool_calls.iter().flatten() {
+            let function = call.function.as_ref();
+            // Arguments are a JSON *string* (fx: chat-completion-parallel-tool-calls-gpt4o.json).
+            response.content.push(ContentPart::ToolCall(ToolCall::new(
+                call.id.clone().unwrap_or_default(),
+                function.and_then(|f| f.name.clone()).unwrap_or_default(),
+                ToolCall::parse_arguments(
+                    function.and_then(|f| f.arguments.as_deref()).unwrap_or(""),
+                ),
+            )));
+        }
+    }
+    response.provider_finish_reason = choice.finish_reason.clone();
+    response.finish_reason = if refused {
+        // A refusal ends with `stop` (fx: stream-refusal-gpt4o.sse) but is a content decision.
+        Some(FinishReason::ContentFilter)
+    } else {
+        choice.finish_reason.as_deref().and_then(finish_reason)
+    };
+    if let Some(usage) = &wire.usage {
+        response.usage = usage.to_usage();
+    }
+    insert_metadata(
+        &mut response.metadata,
+        wire.system_fingerprint,
+        wire.service_tier,
+    );
+    Ok(response)
+}
+
+fn insert_metadata(
+    metadata: &mut Map<String, Value>,
+    fingerprint: Option<String>,
+    tier: Option<String>,
+) {
+    if let Some(fp) = fingerprint {
+        metadata.insert("system_fingerprint".to_owned(), Value::String(fp));
+    }
+    if let Some(tier) = tier {
+        metadata.insert("service_tier".to_owned(), Value::String(tier));
+    }
+}
+
+fn error_message(body: &Value) -> String {
+    let error = &body["error"];
+    error["message"]
+        .as_str()
+        .or_else(|| error.as_str())
+        .unwrap_or("the provider returned an error")
+        .to_owned()
+}
+
+/// Translates a `GET /models` body (`{"data": [{"id": …}, …]}`) into models.
+pub fn parse_models(provider: &str, body: &Value) -> Result<Vec<Model>> {
+    let Some(data) = body.get("data").and_then(Value::as_array) else {
+        return Err(Error::decode(
+            "the model list has no `data` array",
+            first_bytes(&body.to_string()),
+        )
+        .with_provider(provider));
+    };
+    Ok(data
+        .iter()
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .map(|id| Model::named(provider, id))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream translation.
+
+/// Turns the `data:` payloads of a Chat Completions SSE stream into stream events.
+///
+/// Feed it every payload with [`ChunkDecoder::data`], then call [`ChunkDecoder::end`] when the
+/// body ends (or after `[DONE]`). Pure, so it is tested without a network.
+#[derive(Debug)]
+pub struct ChunkDecoder {
+    provider: String,
+    acc: StreamAccumulator,
+    chunks: usize,
+    done: bool,
+    refused: bool,
+    metadata_seen: bool,
+}
+
+impl ChunkDecoder {
+    /// A decoder for a reply from `provider` to a request for `model`.
+    pub fn new(provider: &str, model: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            acc: StreamAccumulator::new(provider, model),
+            chunks: 0,
+            done: false,
+            refused: false,
+            metadata_seen: false,
+        }
+    }
+
+    /// Whether `[DONE]` arrived: nothing more is expected.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Attaches what was received so far to a mid-stream error.
+    pub fn fail(&self, err: Error) -> Error {
+        self.acc.fail(err.or_provider(&self.provider))
+    }
+
+    /// Decodes one SSE `data:` payload.
+    pub fn data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
+        let data = data.trim();
+        if data.is_empty() || self.done {
+            return Ok(Vec::new());
+        }
+        // The stream ends with a literal `data: [DONE]` [wire-formats.md, fx: stream-*.sse].
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        let value: Value = serde_json::from_str(data).map_err(|e| {
+            self.fail(Error::decode(
+                format!("malformed stream chunk: {e}"),
+                first_bytes(data),
+            ))
+        })?;
+        if value.get("error").is_some_and(|e| !e.is_null()) {
+            // The executor normally raises in-band errors itself (openai-python does the same,
+            // wire-formats.md "Mid-stream"); this keeps one that slipped through from being lost.
+            return Err(self.fail(
+                Error::new(ErrorKind::Provider, error_message(&value))
+                    .with_raw_body(first_bytes(data)),
+            ));
+        }
+        let chunk = WireResponse::deserialize(&value).map_err(|e| {
+            self.fail(Error::decode(
+                format!("unexpected stream chunk: {e}"),
+                first_bytes(data),
+            ))
+        })?;
+        self.chunks += 1;
+        Ok(self.chunk(chunk))
+    }
+
+    fn chunk(&mut self, chunk: WireResponse) -> Vec<StreamEvent> {
+        let mut events = Vec::new();
+        if !self.metadata_seen {
+            self.metadata_seen = true;
+            let resp = self.acc.response_mut();
+            if let Some(id) = chunk.id {
+                resp.id = id;
+            }
+            if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+                resp.model = model;
+            }
+            insert_metadata(
+                &mut resp.metadata,
+                chunk.system_fingerprint,
+                chunk.service_tier,
+            );
+        }
+        for choice in chunk.choices.into_iter().flatten() {
+            if choice.index.unwrap_or(0) != 0 {
+                continue;
+            }
+            if let Some(delta) = choice.delta.or(choice.message) {
+                self.delta(delta, &mut events);
+            }
+            if let Some(raw) = choice.finish_reason {
+                events.extend(self.acc.end_tool_calls());
+                let reason = if self.refused {
+                    // A refusal ends with `stop` (fx: stream-refusal-gpt4o.sse).
+                    Some(FinishReason::ContentFilter)
+                } else {
+                    finish_reason(&raw)
+                };
+                self.acc.finish_reason(reason, Some(&raw));
+            }
+        }
+        // The usage chunk has `choices: []`; the others carry `usage: null` or none
+        // (fx: stream-text-gpt41nano-with-usage.chunks.jsonl, stream-text-gpt4o.sse).
+        if let Some(usage) = chunk.usage {
+            events.push(self.acc.usage(usage.to_usage()));
+        }
+        events
+    }
+
+    fn delta(&mut self, delta: WireMessage, events: &mut Vec<StreamEvent>) {
+        if let Some(reasoning) = delta.reasoning.filter(|r| !r.is_empty()) {
+            events.push(self.acc.reasoning(&reasoning));
+        }
+        // The first delta carries `content: ""` (or null); empty pieces say nothing.
+        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            events.push(self.acc.text(&text));
+        }
+        if let Some(refusal) = delta.refusal.filter(|t| !t.is_empty()) {
+            self.refused = true;
+            events.push(self.acc.refusal(&refusal));
+        }
+        // Tool calls come as fragments keyed by `index`: the first has the id and name, later
+        // ones only argument pieces (fx: stream-parallel-tool-calls-gpt4o.sse). Groq sends the
+        // whole call in one fragment (fx: groq/vercel/stream-tool-call.chunks.jsonl).
+        for call in delta.tool_calls.into_iter().flatten() {
+            let index = usize::try_from(call.index.unwrap_or(0)).unwrap_or(usize::MAX);
+            let (name, arguments) = match call.function {
+                Some(f) => (f.name, f.arguments),
+                None => (None, None),
+            };
+            if call.id.is_some() || name.is_some() {
+                events.push(self.acc.tool_call_start(
+                    index,
+                    call.id.as_deref().unwrap_or(""),
+                    name.as_deref().unwrap_or(""),
+                ));
+            }
+            if let Some(arguments) = arguments.filter(|a| !a.is_empty()) {
+                events.push(self.acc.tool_call_delta(index, &arguments));
+            }
+        }
+    }
+
+    /// The events that close the stream when the body ends: the complete response, or an
+    /// error when the provider never said it was done.
+    pub fn end(self) -> Result<Vec<StreamEvent>> {
+        if self.chunks == 0 && !self.done {
+            return Err(self
+                .acc
+                .truncated("the stream ended before any chunk arrived"));
+        }
+        if !self.done && !self.acc.is_finished() {
+            return Err(self
+                .acc
+                .truncated("the stream ended without `[DONE]` or a finish reason"));
+        }
+        let (events, _) = self.acc.finish();
+        Ok(events)
+    }
+}
+
+enum Pump {
+    Running(FrameStream, ChunkDecoder),
+    Ended,
+}
+
+/// Drives `frames` through `decoder`: every event in order, then `Done` or one error.
+fn events(frames: FrameStream, decoder: ChunkDecoder) -> ChatStream {
+    let batches = futures_util::stream::unfold(Pump::Running(frames, decoder), |pump| async move {
+        let Pump::Running(mut frames, mut decoder) = pump else {
+            return None;
+        };
+        loop {
+            let data = match frames.next().await {
+                Some(Ok(Frame::Sse(event))) => event.data,
+                Some(Ok(Frame::Line(line))) => line,
+                Some(Err(err)) => return Some((batch(Err(decoder.fail(err))), Pump::Ended)),
+                None => return Some((batch(decoder.end()), Pump::Ended)),
+            };
+            match decoder.data(&data) {
+                Err(err) => return Some((batch(Err(err)), Pump::Ended)),
+                // After `[DONE]` nothing more counts: finish without waiting for the server to
+                // close the connection.
+                Ok(mut events) if decoder.is_done() => {
+                    let end = decoder.end();
+                    return Some(match end {
+                        Ok(more) => {
+                            events.extend(more);
+                            (batch(Ok(events)), Pump::Ended)
+                        }
+                        Err(err) => {
+                            let mut out = batch(Ok(events));
+                            out.push_back(Err(err));
+                            (out, Pump::Ended)
+                        }
+                    });
+                }
+                Ok(events) if events.is_empty() => {}
+                Ok(events) => return Some((batch(Ok(events)), Pump::Running(frames, decoder))),
+            }
+        }
+    });
+    Box::pin(batches.flat_map(futures_util::stream::iter))
+}
+
+fn batch(events: Result<Vec<StreamEvent>>) -> VecDeque<Result<StreamEvent>> {
+    match events {
+        Ok(events) => events.into_iter().map(Ok).collect(),
+        Err(err) => VecDeque::from([Err(err)]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,14 @@
+//! The integration tests of the provider adapters: recorded wire data served over real TCP by
+//! the fixture server, request bodies checked against OpenAI's published schema, and the mock.
+
+#[cfg(feature = "openai")]
+mod fixtures;
+mod mock;
+#[cfg(feature = "openai")]
+mod openai_chat;
+#[cfg(feature = "openai")]
+mod openai_errors;
+#[cfg(feature = "openai")]
+mod openai_schema;
+#[cfg(feature = "openai")]
+mod openai_stream;
