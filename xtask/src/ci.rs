@@ -18,15 +18,7 @@ enum Outcome {
 type Step<'a> = (&'static str, Box<dyn Fn() -> Outcome + 'a>);
 
 /// The step names, in order, for `--skip`.
-pub const STEPS: &[&str] = &[
-    "fmt",
-    "clippy",
-    "tests",
-    "doctests",
-    "docs",
-    "deny",
-    "catalogue",
-];
+pub const STEPS: &[&str] = &["fmt", "clippy", "tests", "docs", "deny", "catalogue"];
 
 /// Parses `--skip step,step` (for local runs; CI runs every step).
 pub fn parse_skip(args: &[String]) -> Result<Vec<String>> {
@@ -50,7 +42,6 @@ pub fn parse_skip(args: &[String]) -> Result<Vec<String>> {
 
 /// Runs the gates except `skip`; prints a summary either way.
 pub fn run(root: &Path, skip: &[String]) -> Result<()> {
-    let nextest = has_subcommand(root, "nextest");
     let steps: Vec<Step<'_>> = vec![
         (
             "fmt",
@@ -71,20 +62,10 @@ pub fn run(root: &Path, skip: &[String]) -> Result<()> {
                 cargo_step(root, &args, &[])
             }),
         ),
-        ("tests", Box::new(move || tests(root, nextest))),
+        // Exactly the test command README.md gives, so CI proves what a new user runs.
         (
-            "doctests",
-            Box::new(move || {
-                if nextest {
-                    cargo_step(
-                        root,
-                        &["test", "--workspace", "--doc", "--all-features"],
-                        &[],
-                    )
-                } else {
-                    Outcome::Skipped("run by `cargo test` above".into())
-                }
-            }),
+            "tests",
+            Box::new(|| cargo_step(root, &["test", "--workspace", "--all-features"], &[])),
         ),
         (
             "docs",
@@ -134,21 +115,6 @@ pub fn run(root: &Path, skip: &[String]) -> Result<()> {
     } else {
         println!("ci passed");
         Ok(())
-    }
-}
-
-/// nextest when it is installed (faster, one process per test), else `cargo test`; with nextest,
-/// doc tests are their own step because nextest does not run them.
-fn tests(root: &Path, nextest: bool) -> Outcome {
-    if nextest {
-        cargo_step(
-            root,
-            &["nextest", "run", "--workspace", "--all-features"],
-            &[],
-        )
-    } else {
-        println!("cargo-nextest not installed: using cargo test");
-        cargo_step(root, &["test", "--workspace", "--all-features"], &[])
     }
 }
 

@@ -78,18 +78,19 @@ impl ConversationStore for InMemoryStore {
     ) -> Result<Conversation> {
         let mut map = self.conversations.lock().await;
         let stored = map.get_mut(id).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("no conversation with id `{id}`"))
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no conversation with id `{id}`"),
+            )
         })?;
-        stored
-            .conversation
-            .record(messages, &usage, cost.as_ref());
+        stored.conversation.record(messages, &usage, cost.as_ref());
         Ok(stored.conversation.clone())
     }
 
     async fn list(&self) -> Result<Vec<Conversation>> {
         let map = self.conversations.lock().await;
         let mut all: Vec<&Stored> = map.values().collect();
-        all.sort_by(|a, b| b.seq.cmp(&a.seq));
+        all.sort_by_key(|s| std::cmp::Reverse(s.seq));
         Ok(all.into_iter().map(|s| s.conversation.clone()).collect())
     }
 

@@ -9,27 +9,50 @@ use crate::InMemoryStore;
 #[tokio::test]
 async fn create_append_get_list_delete() {
     let store = InMemoryStore::new();
-    let a = store.create(Conversation::new("", "mock", "echo")).await.unwrap();
-    let b = store.create(Conversation::new("", "openai", "gpt-4o")).await.unwrap();
+    let a = store
+        .create(Conversation::new("", "mock", "echo"))
+        .await
+        .unwrap();
+    let b = store
+        .create(Conversation::new("", "openai", "gpt-4o"))
+        .await
+        .unwrap();
     assert_ne!(a, b);
     let updated = store
-        .append(&a, vec![Message::user("hi"), Message::assistant("hello")], Usage::new(3, 4), None)
+        .append(
+            &a,
+            vec![Message::user("hi"), Message::assistant("hello")],
+            Usage::new(3, 4),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(updated.messages.len(), 2);
     assert_eq!(updated.usage.total_tokens(), 7);
-    let listed: Vec<String> = store.list().await.unwrap().into_iter().map(|c| c.id).collect();
+    let listed: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(listed, vec![b.clone(), a.clone()], "newest first");
     assert!(store.delete(&a).await.unwrap());
     assert!(store.get(&a).await.unwrap().is_none());
-    let err = store.append(&a, vec![], Usage::default(), None).await.unwrap_err();
+    let err = store
+        .append(&a, vec![], Usage::default(), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_lose_nothing() {
     let store = Arc::new(InMemoryStore::new());
-    let id = store.create(Conversation::new("", "mock", "echo")).await.unwrap();
+    let id = store
+        .create(Conversation::new("", "mock", "echo"))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = Arc::clone(&store);
@@ -38,7 +61,10 @@ async fn concurrent_appends_lose_nothing() {
             store
                 .append(
                     &id,
-                    vec![Message::user(format!("q{i}")), Message::assistant(format!("a{i}"))],
+                    vec![
+                        Message::user(format!("q{i}")),
+                        Message::assistant(format!("a{i}")),
+                    ],
                     Usage::new(1, 1),
                     None,
                 )
@@ -53,7 +79,10 @@ async fn concurrent_appends_lose_nothing() {
     assert_eq!(conv.messages.len(), 100);
     // Each turn landed whole: every question is directly followed by its answer.
     for pair in conv.messages.chunks(2) {
-        assert_eq!(pair[0].text().replace('q', ""), pair[1].text().replace('a', ""));
+        assert_eq!(
+            pair[0].text().replace('q', ""),
+            pair[1].text().replace('a', "")
+        );
     }
     assert_eq!(conv.usage.input_tokens, 50);
 }

@@ -229,7 +229,10 @@ fn read_stdin() -> Result<String> {
         .read_to_string(&mut text)
         .map_err(|e| Error::new(ErrorKind::Validation, format!("cannot read stdin: {e}")))?;
     if text.trim().is_empty() {
-        return Err(Error::validation("message", "the message on stdin is empty"));
+        return Err(Error::validation(
+            "message",
+            "the message on stdin is empty",
+        ));
     }
     Ok(text)
 }
@@ -247,7 +250,11 @@ async fn print_stream(mut stream: exllm_core::ChatStream) -> Result<ChatResponse
             Ok(StreamEvent::ReasoningDelta(text)) => eprint!("{text}"),
             Ok(StreamEvent::RefusalDelta(text)) => eprint!("{text}"),
             Ok(StreamEvent::ToolCallEnd { call, .. }) => {
-                let _ = writeln!(out, "-> tool call {}({}) [{}]", call.name, call.arguments, call.id);
+                let _ = writeln!(
+                    out,
+                    "-> tool call {}({}) [{}]",
+                    call.name, call.arguments, call.id
+                );
                 ended_with_newline = true;
             }
             Ok(StreamEvent::Done(response)) => {
@@ -265,7 +272,10 @@ async fn print_stream(mut stream: exllm_core::ChatStream) -> Result<ChatResponse
             }
         }
     }
-    Err(Error::new(ErrorKind::StreamTruncated, "the stream ended without a final response"))
+    Err(Error::new(
+        ErrorKind::StreamTruncated,
+        "the stream ended without a final response",
+    ))
 }
 
 fn print_plain(response: &ChatResponse) {
@@ -274,7 +284,10 @@ fn print_plain(response: &ChatResponse) {
         println!("{}", text.trim_end_matches('\n'));
     }
     for call in response.tool_calls() {
-        println!("-> tool call {}({}) [{}]", call.name, call.arguments, call.id);
+        println!(
+            "-> tool call {}({}) [{}]",
+            call.name, call.arguments, call.id
+        );
     }
     if let Some(refusal) = response.refusal() {
         eprintln!("refused: {refusal}");
@@ -299,14 +312,20 @@ fn print_footer(response: &ChatResponse) {
     );
 }
 
-async fn models(config: Option<&std::path::Path>, env: &Environment, args: ModelsArgs) -> Result<()> {
+async fn models(
+    config: Option<&std::path::Path>,
+    env: &Environment,
+    args: ModelsArgs,
+) -> Result<()> {
     let wired = wire(config, env)?;
     let exllm = &wired.exllm;
     let mut models: Vec<Model> = match &args.provider {
         Some(p) => {
             if let Some((_, var)) = wired.unconfigured.iter().find(|(n, _)| n == p) {
                 // The catalogue still knows an unconfigured provider's models.
-                tracing::info!("provider {p} is not configured ({var}); listing the catalogue only");
+                tracing::info!(
+                    "provider {p} is not configured ({var}); listing the catalogue only"
+                );
                 exllm.catalogue().models_of(p).cloned().collect()
             } else {
                 exllm.list_models(Some(p)).await?
@@ -322,7 +341,10 @@ async fn models(config: Option<&std::path::Path>, env: &Environment, args: Model
     };
     models.sort_by(|a, b| (&a.provider, &a.id).cmp(&(&b.provider, &b.id)));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&models).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&models).unwrap_or_default()
+        );
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
@@ -332,11 +354,18 @@ async fn models(config: Option<&std::path::Path>, env: &Environment, args: Model
         "MODEL", "CONTEXT", "MAX OUT", "IN $/1M", "CACHED", "OUT $/1M"
     );
     for m in &models {
-        let price = |d: Option<exllm_core::Decimal>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        let price =
+            |d: Option<exllm_core::Decimal>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         let p = m.pricing;
         let mut caps = Vec::new();
         let c = m.capabilities;
-        for (on, name) in [(c.tools, "tools"), (c.vision, "vision"), (c.reasoning, "reasoning"), (c.json_schema, "json_schema"), (c.embeddings, "embeddings")] {
+        for (on, name) in [
+            (c.tools, "tools"),
+            (c.vision, "vision"),
+            (c.reasoning, "reasoning"),
+            (c.json_schema, "json_schema"),
+            (c.embeddings, "embeddings"),
+        ] {
             if on {
                 caps.push(name);
             }
@@ -345,8 +374,12 @@ async fn models(config: Option<&std::path::Path>, env: &Environment, args: Model
             out,
             "{:<44} {:>9} {:>8} {:>9} {:>9} {:>9}  {}",
             m.address(),
-            m.context_window.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-            m.max_output_tokens.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            m.context_window
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            m.max_output_tokens
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
             price(p.map(|p| p.input_per_mtok)),
             price(p.and_then(|p| p.cached_input_per_mtok)),
             price(p.map(|p| p.output_per_mtok)),
@@ -360,7 +393,11 @@ fn providers(config: Option<&std::path::Path>, env: &Environment, json: bool) ->
     let wired = wire(config, env)?;
     let mut rows = Vec::new();
     for name in wired.exllm.list_providers() {
-        let status = if name == "mock" { "built-in" } else { "configured" };
+        let status = if name == "mock" {
+            "built-in"
+        } else {
+            "configured"
+        };
         rows.push(json!({"name": name, "configured": true, "status": status}));
     }
     for (name, var) in &wired.unconfigured {
@@ -370,7 +407,11 @@ fn providers(config: Option<&std::path::Path>, env: &Environment, json: bool) ->
         println!("{}", serde_json::Value::Array(rows));
     } else {
         for row in rows {
-            println!("{:<12} {}", row["name"].as_str().unwrap_or_default(), row["status"].as_str().unwrap_or_default());
+            println!(
+                "{:<12} {}",
+                row["name"].as_str().unwrap_or_default(),
+                row["status"].as_str().unwrap_or_default()
+            );
         }
     }
     Ok(())
@@ -401,7 +442,11 @@ fn config_check(config: Option<&std::path::Path>, env: &Environment, json: bool)
         println!(
             "ok: configuration is valid (file: {}; configured providers: {})",
             file.as_deref().unwrap_or("none"),
-            if configured.is_empty() { "none, chat falls back to mock".to_owned() } else { configured.join(", ") }
+            if configured.is_empty() {
+                "none, chat falls back to mock".to_owned()
+            } else {
+                configured.join(", ")
+            }
         );
     } else {
         eprintln!("configuration has {} problem(s):", problems.len());

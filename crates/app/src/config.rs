@@ -18,7 +18,9 @@ impl std::fmt::Debug for Environment {
         // Values are never printed: several of them are keys.
         let mut names: Vec<&String> = self.vars.keys().collect();
         names.sort();
-        f.debug_struct("Environment").field("names", &names).finish()
+        f.debug_struct("Environment")
+            .field("names", &names)
+            .finish()
     }
 }
 
@@ -95,7 +97,9 @@ impl std::fmt::Debug for ProviderSettings {
     }
 }
 
-fn secret_opt<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Secret>, D::Error> {
+fn secret_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?
         .filter(|s| !s.is_empty())
         .map(Secret::new))
@@ -180,7 +184,10 @@ impl Settings {
 
     /// Loads settings and returns them (when they could be read at all) with every problem
     /// found. `exllm config check` prints the problems.
-    pub fn load_checked(explicit: Option<&Path>, env: &Environment) -> (Option<Settings>, Vec<String>) {
+    pub fn load_checked(
+        explicit: Option<&Path>,
+        env: &Environment,
+    ) -> (Option<Settings>, Vec<String>) {
         let mut problems = Vec::new();
         let path = explicit
             .map(Path::to_path_buf)
@@ -205,7 +212,9 @@ impl Settings {
         let exllm_vars: HashMap<String, String> = env
             .vars
             .iter()
-            .filter(|(k, _)| k.starts_with("EXLLM_") && k.as_str() != "EXLLM_CONFIG" && k.as_str() != "EXLLM_LOG")
+            .filter(|(k, _)| {
+                k.starts_with("EXLLM_") && k.as_str() != "EXLLM_CONFIG" && k.as_str() != "EXLLM_LOG"
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         builder = builder.add_source(
@@ -261,7 +270,9 @@ impl Settings {
         if let Some(t) = self.defaults.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            problems.push(format!("defaults.temperature must be between 0 and 2, got {t}"));
+            problems.push(format!(
+                "defaults.temperature must be between 0 and 2, got {t}"
+            ));
         }
         if self.defaults.max_tokens == Some(0) {
             problems.push("defaults.max_tokens must be at least 1".to_owned());
@@ -332,20 +343,21 @@ fn check_shape(raw: &Value, problems: &mut Vec<String>) {
             problems.push(format!("`{key}` must be a string"));
         }
     }
-    let check_fields = |section: &str, known: &[&str], numeric: bool, problems: &mut Vec<String>| {
-        if let Some(obj) = table.get(section).and_then(Value::as_object) {
-            for (k, v) in obj {
-                if !known.contains(&k.as_str()) {
-                    problems.push(format!(
-                        "unknown key `{section}.{k}` (known: {})",
-                        known.join(", ")
-                    ));
-                } else if numeric && !v.is_number() {
-                    problems.push(format!("`{section}.{k}` must be a number, got {v}"));
+    let check_fields =
+        |section: &str, known: &[&str], numeric: bool, problems: &mut Vec<String>| {
+            if let Some(obj) = table.get(section).and_then(Value::as_object) {
+                for (k, v) in obj {
+                    if !known.contains(&k.as_str()) {
+                        problems.push(format!(
+                            "unknown key `{section}.{k}` (known: {})",
+                            known.join(", ")
+                        ));
+                    } else if numeric && !v.is_number() {
+                        problems.push(format!("`{section}.{k}` must be a number, got {v}"));
+                    }
                 }
             }
-        }
-    };
+        };
     check_fields("defaults", &["temperature", "max_tokens"], true, problems);
     check_fields(
         "http",
@@ -374,7 +386,9 @@ fn check_shape(raw: &Value, problems: &mut Vec<String>) {
     if let Some(aliases) = table.get("aliases").and_then(Value::as_object) {
         for (name, target) in aliases {
             if !target.is_string() {
-                problems.push(format!("`aliases.{name}` must be a string like \"openai/gpt-4o-mini\""));
+                problems.push(format!(
+                    "`aliases.{name}` must be a string like \"openai/gpt-4o-mini\""
+                ));
             }
         }
     }

@@ -25,7 +25,8 @@ mod tempfile_path {
     impl TempFile {
         pub fn new(contents: &str) -> Self {
             let n = N.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("exllm-test-{}-{n}.toml", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("exllm-test-{}-{n}.toml", std::process::id()));
             std::fs::write(&path, contents).unwrap();
             Self(path)
         }
@@ -42,7 +43,10 @@ mod tempfile_path {
 fn standard_variables_configure_openai() {
     let s = Settings::load(
         None,
-        &env(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")]),
+        &env(&[
+            ("OPENAI_API_KEY", "sk-x"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
+        ]),
     )
     .unwrap();
     let p = s.provider("openai").unwrap();
@@ -68,7 +72,14 @@ fast = "also-no-slash"
     );
     let (_, problems) = Settings::load_checked(Some(&f.0), &env(&[]));
     let all = problems.join("\n");
-    for needle in ["default_model", "colour", "temperature", "timeout_secs", "base_url", "aliases.fast"] {
+    for needle in [
+        "default_model",
+        "colour",
+        "temperature",
+        "timeout_secs",
+        "base_url",
+        "aliases.fast",
+    ] {
         assert!(all.contains(needle), "missing {needle} in:\n{all}");
     }
     assert!(problems.len() >= 6, "{problems:?}");
@@ -83,7 +94,11 @@ fn exllm_variables_override_the_file() {
 
 #[test]
 fn a_missing_config_file_is_an_error() {
-    let err = Settings::load(Some(std::path::Path::new("/nonexistent/exllm.toml")), &env(&[])).unwrap_err();
+    let err = Settings::load(
+        Some(std::path::Path::new("/nonexistent/exllm.toml")),
+        &env(&[]),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
@@ -94,7 +109,12 @@ fn sentinel_key_never_prints() {
     let e = env(&[("OPENAI_API_KEY", sentinel)]);
     let s = Settings::load(Some(&f.0), &e).unwrap();
     let wired = wiring::build(&s).unwrap();
-    for text in [format!("{s:?}"), format!("{e:?}"), format!("{wired:?}"), format!("{:?}", wired.exllm)] {
+    for text in [
+        format!("{s:?}"),
+        format!("{e:?}"),
+        format!("{wired:?}"),
+        format!("{:?}", wired.exllm),
+    ] {
         assert!(!text.contains("SENTINEL"), "leaked: {text}");
     }
     let mut out = Vec::new();

@@ -34,8 +34,9 @@ impl Wired {
             .iter()
             .find(|(name, _)| *name == target.provider)
         {
-            return Err(Error::config(format!("not configured: set {var}"))
-            .with_provider(target.provider));
+            return Err(
+                Error::config(format!("not configured: set {var}")).with_provider(target.provider)
+            );
         }
         Ok(())
     }
@@ -73,9 +74,8 @@ pub fn build(settings: &Settings) -> Result<Wired> {
     }
 
     if let Some(path) = &settings.catalogue {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read catalogue {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("cannot read catalogue {}: {e}", path.display())))?;
         builder = builder.catalogue(Catalogue::from_json(&text)?);
     }
 

@@ -30,7 +30,11 @@ pub struct Conversation {
 
 impl Conversation {
     /// A new, empty conversation.
-    pub fn new(id: impl Into<String>, provider: impl Into<String>, model: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        provider: impl Into<String>,
+        model: impl Into<String>,
+    ) -> Self {
         Self {
             id: id.into(),
             provider: provider.into(),

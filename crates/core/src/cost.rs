@@ -44,10 +44,14 @@ impl Cost {
 
         let input_usd = tokens(plain_input) * pricing.input_per_mtok / PER_MILLION;
         let cached_input_usd = tokens(cached)
-            * pricing.cached_input_per_mtok.unwrap_or(pricing.input_per_mtok)
+            * pricing
+                .cached_input_per_mtok
+                .unwrap_or(pricing.input_per_mtok)
             / PER_MILLION;
         let cache_write_usd = tokens(written)
-            * pricing.cache_write_per_mtok.unwrap_or(pricing.input_per_mtok)
+            * pricing
+                .cache_write_per_mtok
+                .unwrap_or(pricing.input_per_mtok)
             / PER_MILLION;
 
         let (output_tokens, reasoning_usd) = match pricing.reasoning_per_mtok {

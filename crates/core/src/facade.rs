@@ -408,11 +408,7 @@ impl ExLLM {
     }
 
     /// Sends `input` to the model at `address` (`"provider/model"`) and waits for the reply.
-    pub async fn chat(
-        &self,
-        address: &str,
-        input: impl Into<ChatInput>,
-    ) -> Result<ChatResponse> {
+    pub async fn chat(&self, address: &str, input: impl Into<ChatInput>) -> Result<ChatResponse> {
         self.chat_with(address, input, &CallOptions::default())
             .await
     }
@@ -526,34 +522,31 @@ impl ExLLM {
     ) -> ChatStream {
         let exllm = self.clone();
         let name = provider.name().to_owned();
-        let stream = futures_util::stream::unfold(
-            Some((stream, provider)),
-            move |state| {
-                let exllm = exllm.clone();
-                let requested = requested.clone();
-                let name = name.clone();
-                async move {
-                    let (mut stream, provider) = state?;
-                    match stream.next().await {
-                        Some(Ok(StreamEvent::Done(mut response))) => {
-                            exllm.price(provider.as_ref(), &requested, &mut response);
-                            // Done is the last event: end the stream after it.
-                            Some((Ok(StreamEvent::Done(response)), None))
-                        }
-                        Some(Ok(event)) => Some((Ok(event), Some((stream, provider)))),
-                        Some(Err(err)) => Some((Err(err.or_provider(&name)), None)),
-                        None => Some((
-                            Err(Error::new(
-                                ErrorKind::StreamTruncated,
-                                "the provider's stream ended without a final response",
-                            )
-                            .with_provider(name)),
-                            None,
-                        )),
+        let stream = futures_util::stream::unfold(Some((stream, provider)), move |state| {
+            let exllm = exllm.clone();
+            let requested = requested.clone();
+            let name = name.clone();
+            async move {
+                let (mut stream, provider) = state?;
+                match stream.next().await {
+                    Some(Ok(StreamEvent::Done(mut response))) => {
+                        exllm.price(provider.as_ref(), &requested, &mut response);
+                        // Done is the last event: end the stream after it.
+                        Some((Ok(StreamEvent::Done(response)), None))
                     }
+                    Some(Ok(event)) => Some((Ok(event), Some((stream, provider)))),
+                    Some(Err(err)) => Some((Err(err.or_provider(&name)), None)),
+                    None => Some((
+                        Err(Error::new(
+                            ErrorKind::StreamTruncated,
+                            "the provider's stream ended without a final response",
+                        )
+                        .with_provider(name)),
+                        None,
+                    )),
                 }
-            },
-        );
+            }
+        });
         Box::pin(stream)
     }
 }
@@ -623,7 +616,10 @@ pub fn validate(request: &ChatRequest) -> Result<()> {
     if let Some(tool) = request.tools.iter().find(|t| t.name.trim().is_empty()) {
         return Err(Error::validation(
             "tools",
-            format!("a tool has an empty name (description: {:?})", tool.description),
+            format!(
+                "a tool has an empty name (description: {:?})",
+                tool.description
+            ),
         ));
     }
     Ok(())
@@ -685,10 +681,7 @@ impl Conversations<'_> {
     /// usage and cost are appended to the conversation.
     pub async fn send(&self, id: &str, input: impl Into<ChatInput>) -> Result<ChatResponse> {
         let (conversation, new_messages, request) = self.turn(id, input.into()).await?;
-        let response = self
-            .exllm
-            .chat(&conversation.address(), request)
-            .await?;
+        let response = self.exllm.chat(&conversation.address(), request).await?;
         self.record(id, new_messages, &response).await?;
         Ok(response)
     }
@@ -697,10 +690,7 @@ impl Conversations<'_> {
     /// stream completes (a failed stream records nothing).
     pub async fn send_stream(&self, id: &str, input: impl Into<ChatInput>) -> Result<ChatStream> {
         let (conversation, new_messages, request) = self.turn(id, input.into()).await?;
-        let stream = self
-            .exllm
-            .stream(&conversation.address(), request)
-            .await?;
+        let stream = self.exllm.stream(&conversation.address(), request).await?;
         let store = Arc::clone(self.store()?);
         let id = id.to_owned();
         let stream = futures_util::stream::unfold(
@@ -753,7 +743,12 @@ impl Conversations<'_> {
         Ok((conversation, new_messages, request))
     }
 
-    async fn record(&self, id: &str, mut messages: Vec<Message>, response: &ChatResponse) -> Result<()> {
+    async fn record(
+        &self,
+        id: &str,
+        mut messages: Vec<Message>,
+        response: &ChatResponse,
+    ) -> Result<()> {
         messages.push(response.to_message());
         self.store()?
             .append(id, messages, response.usage, response.cost)
@@ -763,5 +758,8 @@ impl Conversations<'_> {
 }
 
 fn not_found(id: &str) -> Error {
-    Error::new(ErrorKind::NotFound, format!("no conversation with id `{id}`"))
+    Error::new(
+        ErrorKind::NotFound,
+        format!("no conversation with id `{id}`"),
+    )
 }

@@ -92,11 +92,20 @@ fn validation_rejects_bad_requests_before_io() {
     let ok = ChatRequest::new("m").user("hi");
     assert!(facade::validate(&ok).is_ok());
     let empty = ChatRequest::new("m");
-    assert_eq!(facade::validate(&empty).unwrap_err().field(), Some("messages"));
+    assert_eq!(
+        facade::validate(&empty).unwrap_err().field(),
+        Some("messages")
+    );
     let hot = ChatRequest::new("m").user("hi").temperature(2.5);
-    assert_eq!(facade::validate(&hot).unwrap_err().field(), Some("temperature"));
+    assert_eq!(
+        facade::validate(&hot).unwrap_err().field(),
+        Some("temperature")
+    );
     let nan = ChatRequest::new("m").user("hi").temperature(f32::NAN);
-    assert_eq!(facade::validate(&nan).unwrap_err().field(), Some("temperature"));
+    assert_eq!(
+        facade::validate(&nan).unwrap_err().field(),
+        Some("temperature")
+    );
 }
 
 #[test]
@@ -195,7 +204,12 @@ mod facade_with_mocked_provider {
             });
         let exllm = ExLLM::builder()
             .provider(Arc::new(p))
-            .defaults(CallOptions::default().temperature(0.1).max_tokens(100).system("be brief"))
+            .defaults(
+                CallOptions::default()
+                    .temperature(0.1)
+                    .max_tokens(100)
+                    .system("be brief"),
+            )
             .build();
         block_on(async {
             let resp = exllm
@@ -232,7 +246,10 @@ mod facade_with_mocked_provider {
         let exllm = ExLLM::builder().provider(Arc::new(p)).build();
         block_on(async {
             let mut s = exllm.stream("p/m", "hi").await.unwrap();
-            assert!(matches!(s.next().await, Some(Ok(StreamEvent::TextDelta(_)))));
+            assert!(matches!(
+                s.next().await,
+                Some(Ok(StreamEvent::TextDelta(_)))
+            ));
             let err = s.next().await.unwrap().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::StreamTruncated);
             assert_eq!(err.provider(), Some("p"));

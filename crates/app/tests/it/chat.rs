@@ -37,7 +37,11 @@ async fn chat_json_prints_recorded_content_usage_and_catalogue_cost() {
         None,
     )
     .await;
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     assert_contract(&v);
     assert_eq!(v["content"], recorded["choices"][0]["message"]["content"]);
@@ -72,12 +76,23 @@ async fn stream_json_prints_the_same_object_from_a_recorded_stream() {
     let server = FixtureServer::start(vec![Scripted::sse(200, jsonl_to_sse(&jsonl))]).await;
     let base = format!("{}/v1", server.url());
     let out = exllm(
-        &["chat", "--stream", "--json", "-m", "openai/gpt-4o-mini", "hi"],
+        &[
+            "chat",
+            "--stream",
+            "--json",
+            "-m",
+            "openai/gpt-4o-mini",
+            "hi",
+        ],
         &[("OPENAI_API_KEY", "x"), ("OPENAI_BASE_URL", &base)],
         None,
     )
     .await;
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     assert_contract(&v);
     assert_eq!(v["content"], json!(expected));
@@ -111,7 +126,10 @@ async fn no_key_replies_through_mock_and_says_so() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("hi"), "stdout: {stdout}");
-    assert!(stderr.contains("mock"), "stderr must say the mock answered: {stderr}");
+    assert!(
+        stderr.contains("mock"),
+        "stderr must say the mock answered: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +137,10 @@ async fn message_from_stdin() {
     let out = exllm(&["chat", "--json"], &[], Some("piped question\n")).await;
     assert!(out.status.success());
     let v = stdout_json(&out);
-    assert!(v["content"].as_str().unwrap().contains("piped question"), "{v}");
+    assert!(
+        v["content"].as_str().unwrap().contains("piped question"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +150,10 @@ async fn errors_exit_non_zero_with_the_error_object() {
     let base = format!("{}/v1", server.url());
     let out = exllm(
         &["chat", "--json", "-m", "openai/gpt-4o-mini", "hi"],
-        &[("OPENAI_API_KEY", "sk-SENTINEL-abcdef"), ("OPENAI_BASE_URL", &base)],
+        &[
+            ("OPENAI_API_KEY", "sk-SENTINEL-abcdef"),
+            ("OPENAI_BASE_URL", &base),
+        ],
         None,
     )
     .await;
@@ -140,7 +164,11 @@ async fn errors_exit_non_zero_with_the_error_object() {
     assert_eq!(err["status"], 429);
     assert_eq!(err["provider"], "openai");
     assert!(err.get("retry_after_ms").is_some());
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains("SENTINEL"), "the key leaked: {all}");
 }
 
@@ -149,13 +177,42 @@ async fn validation_errors_come_before_any_io() {
     let server = FixtureServer::start(vec![Scripted::json(200, "{}")]).await;
     let base = format!("{}/v1", server.url());
     let env = [("OPENAI_API_KEY", "x"), ("OPENAI_BASE_URL", base.as_str())];
-    let hot = exllm(&["chat", "--json", "-m", "openai/gpt-4o-mini", "--temperature", "3", "hi"], &env, None).await;
+    let hot = exllm(
+        &[
+            "chat",
+            "--json",
+            "-m",
+            "openai/gpt-4o-mini",
+            "--temperature",
+            "3",
+            "hi",
+        ],
+        &env,
+        None,
+    )
+    .await;
     assert_eq!(stdout_json(&hot)["error"]["kind"], "validation");
     let unknown = exllm(&["chat", "--json", "-m", "nope/model", "hi"], &env, None).await;
-    let msg = stdout_json(&unknown)["error"]["message"].as_str().unwrap().to_owned();
-    assert!(msg.contains("nope") && msg.contains("openai") && msg.contains("mock"), "{msg}");
-    let unconfigured = exllm(&["chat", "--json", "-m", "openai/gpt-4o-mini", "hi"], &[], None).await;
+    let msg = stdout_json(&unknown)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("nope") && msg.contains("openai") && msg.contains("mock"),
+        "{msg}"
+    );
+    let unconfigured = exllm(
+        &["chat", "--json", "-m", "openai/gpt-4o-mini", "hi"],
+        &[],
+        None,
+    )
+    .await;
     assert!(!unconfigured.status.success());
-    assert!(stdout_json(&unconfigured)["error"]["message"].as_str().unwrap().contains("OPENAI_API_KEY"));
+    assert!(
+        stdout_json(&unconfigured)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY")
+    );
     assert_eq!(server.request_count(), 0, "nothing was sent");
 }

@@ -8,7 +8,9 @@ use std::process::Output;
 
 /// The shared fixtures folder beside the checkout.
 pub fn fixture(path: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(path);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures")
+        .join(path);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
@@ -16,7 +18,10 @@ pub fn fixture(path: &str) -> String {
 /// empty working directory, off the async runtime.
 pub async fn exllm(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let stdin = stdin.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
         let dir = std::env::temp_dir().join(format!("exllm-it-{}", std::process::id()));

@@ -18,7 +18,11 @@ fn client(mock: Arc<MockProvider>) -> ExLLM {
 
 #[tokio::test]
 async fn send_keeps_the_whole_history_and_sums_usage() {
-    let mock = Arc::new(MockProvider::new().reply("first answer").reply("second answer"));
+    let mock = Arc::new(
+        MockProvider::new()
+            .reply("first answer")
+            .reply("second answer"),
+    );
     let exllm = client(mock.clone());
     let conv = exllm
         .conversations()
@@ -27,14 +31,21 @@ async fn send_keeps_the_whole_history_and_sums_usage() {
         .unwrap();
 
     let a = exllm.conversations().send(&conv.id, "first").await.unwrap();
-    let b = exllm.conversations().send(&conv.id, "second").await.unwrap();
+    let b = exllm
+        .conversations()
+        .send(&conv.id, "second")
+        .await
+        .unwrap();
     assert_eq!(a.text(), "first answer");
     assert_eq!(b.text(), "second answer");
 
     // The second call carried system, user, assistant, user.
     let sent = &mock.requests()[1];
     let roles: Vec<Role> = sent.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::User]);
+    assert_eq!(
+        roles,
+        [Role::System, Role::User, Role::Assistant, Role::User]
+    );
     assert_eq!(sent.messages[2].text(), "first answer");
 
     let stored = exllm.conversations().get(&conv.id).await.unwrap();
@@ -69,13 +80,19 @@ async fn history_keeps_tool_calls_and_tool_results() {
 
     exllm
         .conversations()
-        .send(&conv.id, Message::tool_result(&call.id, r#"{"celsius": 12}"#))
+        .send(
+            &conv.id,
+            Message::tool_result(&call.id, r#"{"celsius": 12}"#),
+        )
         .await
         .unwrap();
 
     let stored = exllm.conversations().get(&conv.id).await.unwrap();
     let roles: Vec<Role> = stored.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
     assert_eq!(stored.messages[1].tool_calls().next().unwrap().id, call.id);
     match &stored.messages[2].content[0] {
         ContentPart::ToolResult(result) => assert_eq!(result.call_id, call.id),
@@ -118,9 +135,21 @@ async fn a_failed_turn_records_nothing() {
     let mock = Arc::new(MockProvider::new().fail(Error::new(ErrorKind::Unavailable, "down")));
     let exllm = client(mock);
     let conv = exllm.conversations().new("mock/echo", None).await.unwrap();
-    let err = exllm.conversations().send(&conv.id, "hi").await.unwrap_err();
+    let err = exllm
+        .conversations()
+        .send(&conv.id, "hi")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert!(exllm.conversations().get(&conv.id).await.unwrap().messages.is_empty());
+    assert!(
+        exllm
+            .conversations()
+            .get(&conv.id)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -130,8 +159,14 @@ async fn unknown_conversations_and_missing_stores_are_clear_errors() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("nope"));
 
-    let storeless = ExLLM::builder().provider(Arc::new(MockProvider::new())).build();
-    let err = storeless.conversations().new("mock/echo", None).await.unwrap_err();
+    let storeless = ExLLM::builder()
+        .provider(Arc::new(MockProvider::new()))
+        .build();
+    let err = storeless
+        .conversations()
+        .new("mock/echo", None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.message().contains("InMemoryStore"));
 }

@@ -8,7 +8,9 @@ use exllm::{ErrorKind, StreamAccumulator};
 
 #[tokio::test]
 async fn list_providers_and_register_at_run_time() {
-    let exllm = ExLLM::builder().provider(Arc::new(MockProvider::new())).build();
+    let exllm = ExLLM::builder()
+        .provider(Arc::new(MockProvider::new()))
+        .build();
     assert_eq!(exllm.list_providers(), ["mock"]);
     exllm.register_provider(Arc::new(MockProvider::named("custom").reply("from custom")));
     assert_eq!(exllm.list_providers(), ["custom", "mock"]);
@@ -19,7 +21,9 @@ async fn list_providers_and_register_at_run_time() {
 
 #[tokio::test]
 async fn list_models_merges_catalogue_and_live_lists() {
-    let exllm = ExLLM::builder().provider(Arc::new(MockProvider::new())).build();
+    let exllm = ExLLM::builder()
+        .provider(Arc::new(MockProvider::new()))
+        .build();
     let models = exllm.list_models(Some("mock")).await.unwrap();
     assert!(models.iter().any(|m| m.id == "echo"), "{models:?}");
     let err = exllm.list_models(Some("nope")).await.unwrap_err();
@@ -28,7 +32,9 @@ async fn list_models_merges_catalogue_and_live_lists() {
 
 #[tokio::test]
 async fn mock_replies_are_free_not_unknown() {
-    let exllm = ExLLM::builder().provider(Arc::new(MockProvider::new())).build();
+    let exllm = ExLLM::builder()
+        .provider(Arc::new(MockProvider::new()))
+        .build();
     let reply = exllm.chat("mock/echo", "count these words").await.unwrap();
     assert_eq!(reply.cost.unwrap().total_usd, exllm::Decimal::ZERO);
     assert!(reply.usage.input_tokens > 0);
@@ -47,4 +53,51 @@ async fn a_mid_stream_error_is_handed_on_and_keeps_the_partial_reply() {
     let err = exllm::stream::collect(stream).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert_eq!(err.provider(), Some("mock"));
+}
+
+/// A user-written middleware that sees plain and streaming calls alike.
+#[derive(Debug, Default)]
+struct Tagging {
+    seen: std::sync::Mutex<Vec<&'static str>>,
+}
+
+#[async_trait::async_trait]
+impl exllm::Middleware for Tagging {
+    async fn handle(
+        &self,
+        mut request: ChatRequest,
+        next: exllm::Next<'_>,
+    ) -> exllm::Result<ChatResponse> {
+        self.seen.lock().unwrap().push("plain");
+        request.temperature = Some(0.0);
+        next.run(request).await
+    }
+
+    async fn handle_stream(
+        &self,
+        request: ChatRequest,
+        next: exllm::Next<'_>,
+    ) -> exllm::Result<exllm::ChatStream> {
+        self.seen.lock().unwrap().push("stream");
+        next.run_stream(request).await
+    }
+}
+
+#[tokio::test]
+async fn middleware_wraps_plain_and_streaming_calls() {
+    let mock = Arc::new(MockProvider::new());
+    let tagging = Arc::new(Tagging::default());
+    let exllm = ExLLM::builder()
+        .provider(mock.clone())
+        .middleware(tagging.clone())
+        .build();
+    exllm.chat("mock/echo", "a").await.unwrap();
+    let stream = exllm.stream("mock/echo", "b").await.unwrap();
+    exllm::stream::collect(stream).await.unwrap();
+    assert_eq!(*tagging.seen.lock().unwrap(), ["plain", "stream"]);
+    assert_eq!(
+        mock.requests()[0].temperature,
+        Some(0.0),
+        "the middleware changed the request"
+    );
 }
