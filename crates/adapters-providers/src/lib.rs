@@ -9,7 +9,17 @@
 //!   service (Groq, Mistral, DeepSeek, OpenRouter, vLLM, …) as data.
 //! - [`mock`]: [`MockProvider`], scripted and recording, for tests and demos.
 
+#[cfg(feature = "anthropic")]
+pub mod anthropic;
+#[cfg(feature = "compatible")]
+pub mod compatible;
+#[cfg(feature = "testing")]
+pub mod conformance;
+#[cfg(feature = "gemini")]
+pub mod gemini;
 pub mod mock;
+#[cfg(feature = "ollama")]
+pub mod ollama;
 #[cfg(feature = "openai")]
 pub mod openai;
 

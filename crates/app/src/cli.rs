@@ -201,7 +201,12 @@ async fn chat(config: Option<&std::path::Path>, env: &Environment, args: ChatArg
             print_stream(stream).await?
         }
     } else {
-        exllm.chat_with(&address, message, &options).await?
+        let target = exllm.resolve(&address)?;
+        with_progress(
+            &format!("waiting for {target}"),
+            exllm.chat_with(&address, message, &options),
+        )
+        .await?
     };
 
     if args.json {
@@ -213,6 +218,31 @@ async fn chat(config: Option<&std::path::Path>, env: &Environment, args: ChatArg
         print_footer(&response);
     }
     Ok(())
+}
+
+/// Shows a spinner on stderr while `work` runs, when stderr is a terminal; silent otherwise so
+/// that scripts and pipes see only the answer.
+async fn with_progress<T>(label: &str, work: impl std::future::Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tokio::pin!(work);
+    let mut frame = 0usize;
+    let out = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            _ = tick.tick() => {
+                eprint!("\r{} {label} ({:.1}s)", FRAMES[frame % FRAMES.len()], started.elapsed().as_secs_f32());
+                frame += 1;
+            }
+        }
+    };
+    // Erase the spinner line.
+    eprint!("\r\x1b[2K");
+    out
 }
 
 fn read_stdin() -> Result<String> {

@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 
 use crate::chat::{ChatRequest, ChatResponse, Message, Role};
 use crate::conversation::Conversation;
+use crate::embed::{EmbedRequest, EmbedResponse};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Catalogue, Model};
+use crate::model::{Capability, Catalogue, Model};
 use crate::ports::{ChatProvider, ConversationStore, Middleware, Next};
 use crate::stream::{ChatStream, StreamEvent};
 
@@ -453,6 +454,51 @@ impl ExLLM {
         Ok(self.priced_stream(provider, requested, stream))
     }
 
+    /// Embeds `inputs` with the model at `address`; the response carries usage and cost.
+    pub async fn embed(&self, address: &str, inputs: Vec<String>) -> Result<EmbedResponse> {
+        self.embed_request(address, EmbedRequest::new("", inputs))
+            .await
+    }
+
+    /// [`ExLLM::embed`] with a full request (its `model` is replaced by the address's).
+    pub async fn embed_request(
+        &self,
+        address: &str,
+        mut request: EmbedRequest,
+    ) -> Result<EmbedResponse> {
+        let target = self.resolve(address)?;
+        let provider = self.provider(&target.provider)?;
+        request.model = target.model;
+        if request.inputs.is_empty() {
+            return Err(Error::validation(
+                "inputs",
+                "at least one input is required",
+            ));
+        }
+        let requested = request.model.clone();
+        let mut response = provider
+            .embed(request)
+            .await
+            .map_err(|e| e.or_provider(provider.name()))?;
+        if response.provider.is_empty() {
+            response.provider = provider.name().to_owned();
+        }
+        if response.model.is_empty() {
+            response.model.clone_from(&requested);
+        }
+        let ids = [response.model.as_str(), requested.as_str()];
+        let pricing = self
+            .inner
+            .catalogue
+            .pricing(provider.name(), &ids)
+            .or_else(|| provider.pricing(&requested));
+        response.cost = pricing.map(|p| crate::cost::Cost::compute(&response.usage, &p));
+        if response.cost.is_none() {
+            tracing::warn!(provider = provider.name(), model = %requested, "no price known for this embedding model; cost is unknown");
+        }
+        Ok(response)
+    }
+
     /// The models of `provider` (or of every provider): the catalogue's, merged with the live
     /// list where the provider has one. Live models the catalogue does not know are listed
     /// without prices.
@@ -481,6 +527,16 @@ impl ExLLM {
         Ok(out)
     }
 
+    /// Whether the model at `address` has `capability`, by the catalogue; `None` when the
+    /// catalogue does not know the model.
+    pub fn supports(&self, address: &str, capability: Capability) -> Option<bool> {
+        let target = self.resolve(address).ok()?;
+        self.inner
+            .catalogue
+            .get(&target.provider, &target.model)
+            .map(|m| m.supports(capability))
+    }
+
     /// The conversation API.
     pub fn conversations(&self) -> Conversations<'_> {
         Conversations { exllm: self }
@@ -506,6 +562,9 @@ impl ExLLM {
         self.inner.defaults.apply_under(&mut request);
         options.apply_over(&mut request);
         validate(&request)?;
+        if let Some(model) = self.inner.catalogue.get(provider.name(), &request.model) {
+            check_capabilities(model, &request)?;
+        }
         Ok((provider, request))
     }
 
@@ -621,6 +680,62 @@ pub fn validate(request: &ChatRequest) -> Result<()> {
                 tool.description
             ),
         ));
+    }
+    Ok(())
+}
+
+/// About four characters per token: a deliberately generous average (English prose runs
+/// nearer 4.5, code nearer 3), so that the estimate rarely exceeds the true count.
+const CHARS_PER_TOKEN: usize = 4;
+
+/// An estimate of a request's prompt tokens from its text; images and tool schemas are not
+/// counted. Exact counting per encoding comes with the token counter.
+pub fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
+    let chars: usize = request
+        .messages
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .map(|part| match part {
+            crate::chat::ContentPart::Text { text }
+            | crate::chat::ContentPart::Refusal { text } => text.chars().count(),
+            crate::chat::ContentPart::ToolResult(r) => r.content.chars().count(),
+            crate::chat::ContentPart::ToolCall(c) => c.arguments.to_string().chars().count(),
+            crate::chat::ContentPart::Reasoning(r) => r.text.chars().count(),
+            crate::chat::ContentPart::Image { .. } => 0,
+        })
+        .sum();
+    chars.div_ceil(CHARS_PER_TOKEN) as u64
+}
+
+/// Checks a request against what the catalogue says the model can do, before any IO.
+pub fn check_capabilities(model: &Model, request: &ChatRequest) -> Result<()> {
+    if !model.supports(Capability::Vision) && request.messages.iter().any(Message::has_image) {
+        return Err(Error::validation(
+            "messages",
+            format!(
+                "{} does not accept images (no vision capability)",
+                model.address()
+            ),
+        ));
+    }
+    if !request.tools.is_empty() && !model.supports(Capability::Tools) {
+        return Err(Error::validation(
+            "tools",
+            format!("{} does not support tool calls", model.address()),
+        ));
+    }
+    if let Some(window) = model.context_window {
+        let estimate = estimate_prompt_tokens(request);
+        if estimate > u64::from(window) {
+            return Err(Error::new(
+                ErrorKind::ContextLengthExceeded,
+                format!(
+                    "the prompt is about {estimate} tokens (estimated at {CHARS_PER_TOKEN} characters per token), more than the {window}-token context window of {}",
+                    model.address()
+                ),
+            )
+            .with_field("messages"));
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod conversation;
 pub mod cost;
+pub mod embed;
 pub mod error;
 pub mod facade;
 pub mod model;
@@ -22,6 +23,7 @@ pub use chat::{
 };
 pub use conversation::Conversation;
 pub use cost::Cost;
+pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{Error, ErrorBody, ErrorKind, Result};
 pub use facade::{CallOptions, ChatInput, Conversations, ExLLM, ExLLMBuilder, ModelAddress};
 pub use model::{Capabilities, Capability, Catalogue, Model, ModelKind, Pricing};

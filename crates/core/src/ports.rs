@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::chat::{ChatRequest, ChatResponse, Message};
 use crate::conversation::Conversation;
 use crate::cost::Cost;
+use crate::embed::{EmbedRequest, EmbedResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Model, Pricing};
 use crate::stream::ChatStream;
@@ -36,6 +37,12 @@ pub trait ChatProvider: Send + Sync + std::fmt::Debug {
     /// Checks that the provider is reachable and the credentials work.
     async fn health(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Embeds texts. The default says the provider has no embeddings.
+    async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse> {
+        let _ = request;
+        Err(unsupported(self.name(), "embeddings"))
     }
 
     /// Prices the provider itself knows for `model`, consulted when the catalogue has none

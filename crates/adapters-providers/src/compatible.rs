@@ -1,0 +1,1 @@
+//! Groq and the OpenAI-compatible family, as data (being built).

@@ -1,0 +1,1 @@
+//! Ollama native API wire format (being built).

@@ -1,0 +1,1 @@
+//! anthropic adapter tests against shared/fixtures (being built).

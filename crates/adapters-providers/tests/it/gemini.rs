@@ -1,0 +1,1 @@
+//! gemini adapter tests against shared/fixtures (being built).

@@ -1,0 +1,1 @@
+//! groq adapter tests against shared/fixtures (being built).

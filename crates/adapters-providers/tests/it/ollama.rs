@@ -1,0 +1,1 @@
+//! ollama adapter tests against shared/fixtures (being built).
