@@ -18,7 +18,18 @@ use crate::{Result, workspace_root};
 pub const LITELLM_VERSION: &str = "1.108.7";
 
 /// The providers the shipped catalogue covers unless `--providers` says otherwise.
-pub const DEFAULT_PROVIDERS: &[&str] = &["openai"];
+pub const DEFAULT_PROVIDERS: &[&str] = &[
+    "openai",
+    "anthropic",
+    "gemini",
+    "groq",
+    "mistral",
+    "xai",
+    "deepseek",
+    "together",
+    "perplexity",
+    "ollama",
+];
 
 /// ExLLM provider names and the `litellm_provider` value LiteLLM files their models under.
 const PROVIDER_NAMES: &[(&str, &str)] = &[

@@ -510,9 +510,19 @@ impl ExLLM {
             }
             None => self.list_providers(),
         };
+        let single = provider.is_some();
         let mut out = Vec::new();
         for name in names {
-            let live = self.provider(&name)?.list_models().await?;
+            let live = match self.provider(&name)?.list_models().await {
+                Ok(live) => live,
+                // Listing every provider must not fail because one local server is not
+                // running; asking for that provider alone reports the error.
+                Err(err) if !single => {
+                    tracing::info!(provider = %name, error = %err, "live model list unavailable; listing the catalogue only");
+                    Vec::new()
+                }
+                Err(err) => return Err(err),
+            };
             let mut merged: BTreeMap<String, Model> = self
                 .inner
                 .catalogue

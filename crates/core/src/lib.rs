@@ -15,6 +15,8 @@ pub mod model;
 pub mod ports;
 pub mod secret;
 pub mod stream;
+#[cfg(feature = "structured")]
+pub mod structured;
 pub mod usage;
 
 pub use chat::{
@@ -31,6 +33,8 @@ pub use ports::{ChatProvider, ConversationStore, Middleware, Next};
 pub use rust_decimal::Decimal;
 pub use secret::Secret;
 pub use stream::{ChatStream, StreamAccumulator, StreamEvent};
+#[cfg(feature = "structured")]
+pub use structured::Structured;
 pub use usage::Usage;
 
 #[cfg(test)]

@@ -267,3 +267,151 @@ mod facade_with_mocked_provider {
         assert_eq!(exllm.resolve("").unwrap().model, "big");
     }
 }
+
+#[cfg(feature = "structured")]
+mod structured_output {
+    use std::sync::{Arc, Mutex};
+
+    use crate::*;
+
+    #[derive(Debug, serde::Deserialize, schemars::JsonSchema, PartialEq)]
+    struct City {
+        name: String,
+        population: u64,
+    }
+
+    /// Replies with the scripted texts in order and records the requests.
+    #[derive(Debug, Default)]
+    struct Replies {
+        texts: Mutex<Vec<&'static str>>,
+        seen: Mutex<Vec<ChatRequest>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ChatProvider for Replies {
+        fn name(&self) -> &str {
+            "r"
+        }
+        async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
+            self.seen.lock().unwrap().push(request.clone());
+            let text = self.texts.lock().unwrap().remove(0);
+            let mut resp = ChatResponse::new("r", request.model);
+            resp.content.push(ContentPart::text(text));
+            resp.usage = Usage::new(10, 5);
+            Ok(resp)
+        }
+        async fn stream(&self, _request: ChatRequest) -> Result<ChatStream> {
+            Err(Error::new(ErrorKind::Unsupported, "no streams here"))
+        }
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn sends_the_schema_and_parses_fenced_json() {
+        let p = Arc::new(Replies {
+            texts: Mutex::new(vec![
+                "```json\n{\"name\":\"Oslo\",\"population\":717710}\n```",
+            ]),
+            ..Replies::default()
+        });
+        let exllm = ExLLM::builder().provider(p.clone()).build();
+        let city = run(exllm.chat_structured::<City>("r/m", "Capital of Norway?")).unwrap();
+        assert_eq!(
+            city.value,
+            City {
+                name: "Oslo".into(),
+                population: 717_710
+            }
+        );
+        assert_eq!(city.attempts, 1);
+        let sent = &p.seen.lock().unwrap()[0];
+        match &sent.response_format {
+            Some(ResponseFormat::JsonSchema { name, schema, .. }) => {
+                assert_eq!(name, "City");
+                assert_eq!(schema["properties"]["population"]["type"], "integer");
+            }
+            other => panic!("no schema sent: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn asks_once_more_with_the_validation_error() {
+        let p = Arc::new(Replies {
+            texts: Mutex::new(vec![
+                r#"{"name":"Oslo","population":"many"}"#,
+                r#"{"name":"Oslo","population":717710}"#,
+            ]),
+            ..Replies::default()
+        });
+        let exllm = ExLLM::builder().provider(p.clone()).build();
+        let city = run(exllm.chat_structured::<City>("r/m", "Capital of Norway?")).unwrap();
+        assert_eq!(city.attempts, 2);
+        assert_eq!(
+            city.response.usage.input_tokens, 20,
+            "usage of both attempts"
+        );
+        let retry = &p.seen.lock().unwrap()[1];
+        assert_eq!(retry.messages.len(), 3);
+        assert!(
+            retry.messages[2].text().contains("population"),
+            "{:?}",
+            retry.messages[2]
+        );
+    }
+
+    #[test]
+    fn a_second_misfit_is_a_decode_error_keeping_the_answer() {
+        let p = Arc::new(Replies {
+            texts: Mutex::new(vec!["not json", "still not json"]),
+            ..Replies::default()
+        });
+        let exllm = ExLLM::builder().provider(p).build();
+        let err = run(exllm.chat_structured::<City>("r/m", "?")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(err.raw_body(), Some("still not json"));
+    }
+}
+
+mod capabilities {
+    use crate::*;
+
+    fn model(vision: bool, tools: bool, window: u32) -> Model {
+        let mut m = Model::named("p", "m");
+        m.capabilities.vision = vision;
+        m.capabilities.tools = tools;
+        m.context_window = Some(window);
+        m
+    }
+
+    #[test]
+    fn images_tools_and_long_prompts_are_refused_before_io() {
+        let image = ChatRequest::new("m").message(
+            Message::user("look").with_part(ContentPart::image_url("https://example.com/a.png")),
+        );
+        let err = facade::check_capabilities(&model(false, true, 1000), &image).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.field()),
+            (ErrorKind::Validation, Some("messages"))
+        );
+        assert!(facade::check_capabilities(&model(true, true, 1000), &image).is_ok());
+
+        let tools = ChatRequest::new("m").user("hi").tool(ToolDefinition::new(
+            "f",
+            "does f",
+            serde_json::json!({"type": "object"}),
+        ));
+        let err = facade::check_capabilities(&model(true, false, 1000), &tools).unwrap_err();
+        assert_eq!(err.field(), Some("tools"));
+
+        let long = ChatRequest::new("m").user("x".repeat(4 * 1000 + 4));
+        let err = facade::check_capabilities(&model(true, true, 1000), &long).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ContextLengthExceeded);
+        assert!(err.message().contains("estimated"), "{err}");
+    }
+}

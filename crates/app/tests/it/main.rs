@@ -2,6 +2,7 @@
 
 mod chat;
 mod commands;
+mod providers;
 
 use std::path::PathBuf;
 use std::process::Output;
