@@ -23,6 +23,16 @@ pub mod ollama;
 #[cfg(feature = "openai")]
 pub mod openai;
 
+#[cfg(feature = "anthropic")]
+pub use anthropic::{AnthropicConfig, AnthropicProvider};
+#[cfg(feature = "compatible")]
+pub use compatible::{CompatibleService, CompatibleSpec};
+#[cfg(feature = "gemini")]
+pub use gemini::{GeminiConfig, GeminiProvider};
 pub use mock::{MockProvider, MockReply};
+#[cfg(feature = "ollama")]
+pub use ollama::{OllamaConfig, OllamaProvider};
 #[cfg(feature = "openai")]
-pub use openai::{MaxTokensField, OpenAiConfig, OpenAiProvider, OpenAiQuirks};
+pub use openai::{
+    MaxTokensField, OpenAiConfig, OpenAiProvider, OpenAiQuirks, ReasoningField, SeedField,
+};

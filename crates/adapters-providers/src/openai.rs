@@ -20,9 +20,9 @@ use std::collections::VecDeque;
 
 use async_trait::async_trait;
 use exllm_core::{
-    ChatProvider, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, ErrorKind,
-    FinishReason, ImageSource, Model, Reasoning, ResponseFormat, Result, Role, Secret,
-    StreamAccumulator, StreamEvent, ToolCall, ToolChoice, Usage,
+    ChatProvider, ChatRequest, ChatResponse, ChatStream, ContentPart, EmbedRequest, EmbedResponse,
+    Error, ErrorKind, FinishReason, ImageSource, Model, Reasoning, ResponseFormat, Result, Role,
+    Secret, StreamAccumulator, StreamEvent, ToolCall, ToolChoice, Usage,
 };
 use exllm_infrastructure::http::{Auth, Frame, FrameStream, Framing, HttpExecutor, HttpRequest};
 use futures_util::StreamExt;
@@ -36,7 +36,8 @@ pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 const RAW_KEEP_BYTES: usize = 2048;
 
 /// Which request field carries the output token limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MaxTokensField {
     /// `max_completion_tokens`: OpenAI's current field. Its reasoning models reject
@@ -57,39 +58,107 @@ impl MaxTokensField {
     }
 }
 
-/// Where an OpenAI-compatible service departs from OpenAI. The default is OpenAI itself.
-///
-/// New quirks are added as fields with an OpenAI-like default, so that a service's config
-/// states only how it differs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which request field carries [`ChatRequest::seed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub struct OpenAiQuirks {
-    /// Send `stream_options: {"include_usage": true}` with streaming requests. OpenAI reports
-    /// stream usage only when asked (wire-formats.md, "Usage in streams"); some compatible
-    /// servers reject the option.
-    pub stream_usage: bool,
-    /// Which field carries [`ChatRequest::max_tokens`].
-    pub max_tokens_field: MaxTokensField,
+pub enum SeedField {
+    /// `seed`, as OpenAI names it [openapi.yaml CreateChatCompletionRequest].
+    #[default]
+    Seed,
+    /// `random_seed`, Mistral's name for it.
+    RandomSeed,
 }
 
-impl Default for OpenAiQuirks {
-    fn default() -> Self {
-        Self {
-            stream_usage: true,
-            max_tokens_field: MaxTokensField::MaxCompletionTokens,
+impl SeedField {
+    /// The JSON field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seed => "seed",
+            Self::RandomSeed => "random_seed",
         }
     }
 }
 
+/// Which `message`/`delta` field carries the model's reasoning text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReasoningField {
+    /// `reasoning`: Groq's parsed reasoning (fx: groq/vercel/chat-completion-reasoning-parsed.json)
+    /// and OpenRouter's. OpenAI's Chat Completions sends no reasoning text at all.
+    #[default]
+    Reasoning,
+    /// `reasoning_content`: DeepSeek's field (DeepSeek reasoning-model docs).
+    ReasoningContent,
+    /// Either field, `reasoning` first: for servers whose versions differ (vLLM, llama.cpp,
+    /// LM Studio).
+    Any,
+}
+
+/// Where an OpenAI-compatible service departs from OpenAI. The default is OpenAI itself.
+///
+/// New quirks are added as fields with an OpenAI-like default, so that a service's config
+/// states only how it differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenAiQuirks {
+    /// Send `stream_options: {"include_usage": true}` with streaming requests. OpenAI reports
+    /// stream usage only when asked (wire-formats.md, "Usage in streams"); some compatible
+    /// servers reject the option, and others report usage unasked.
+    pub stream_usage: bool,
+    /// Which field carries [`ChatRequest::max_tokens`].
+    pub max_tokens_field: MaxTokensField,
+    /// Which field carries [`ChatRequest::seed`].
+    pub seed_field: SeedField,
+    /// Which response field carries reasoning text.
+    pub reasoning_field: ReasoningField,
+    /// Reasoning arrives inline as `<think>…</think>` at the start of the content (Groq with
+    /// `reasoning_format: "raw"`, fx: groq/chat-completion-reasoning-format-raw-think-tags.*):
+    /// split it into a reasoning part and the text, and send reasoning back the same way.
+    pub think_tags: bool,
+}
+
+impl Default for OpenAiQuirks {
+    fn default() -> Self {
+        Self::openai()
+    }
+}
+
 impl OpenAiQuirks {
+    /// OpenAI's own behaviour; usable in constants.
+    pub const fn openai() -> Self {
+        Self {
+            stream_usage: true,
+            max_tokens_field: MaxTokensField::MaxCompletionTokens,
+            seed_field: SeedField::Seed,
+            reasoning_field: ReasoningField::Reasoning,
+            think_tags: false,
+        }
+    }
     /// Sets whether streaming requests ask for usage.
-    pub fn stream_usage(mut self, on: bool) -> Self {
+    pub const fn stream_usage(mut self, on: bool) -> Self {
         self.stream_usage = on;
         self
     }
     /// Sets the field that carries the output token limit.
-    pub fn max_tokens_field(mut self, field: MaxTokensField) -> Self {
+    pub const fn max_tokens_field(mut self, field: MaxTokensField) -> Self {
         self.max_tokens_field = field;
+        self
+    }
+    /// Sets the field that carries the seed.
+    pub const fn seed_field(mut self, field: SeedField) -> Self {
+        self.seed_field = field;
+        self
+    }
+    /// Sets the field that carries reasoning text.
+    pub const fn reasoning_field(mut self, field: ReasoningField) -> Self {
+        self.reasoning_field = field;
+        self
+    }
+    /// Sets whether `<think>` tags in content are reasoning.
+    pub const fn think_tags(mut self, on: bool) -> Self {
+        self.think_tags = on;
         self
     }
 }
@@ -156,6 +225,16 @@ impl OpenAiConfig {
         self
     }
 
+    /// Sets a header sent with every request, replacing any of the same name (names compare
+    /// case-insensitively, as HTTP does). Use it to override a service's default header.
+    pub fn set_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.extra_headers
+            .retain(|(existing, _)| !existing.eq_ignore_ascii_case(&name));
+        self.extra_headers.push((name, value.into()));
+        self
+    }
+
     /// Sets the quirks.
     pub fn quirks(mut self, quirks: OpenAiQuirks) -> Self {
         self.quirks = quirks;
@@ -210,6 +289,16 @@ impl OpenAiProvider {
         }
         http
     }
+
+    /// A request to `path` with the service's credentials and headers.
+    fn service_request(&self, http: HttpRequest) -> HttpRequest {
+        self.config
+            .extra_headers
+            .iter()
+            .fold(http.auth(self.auth()), |http, (n, v)| {
+                http.header(n.clone(), v.clone())
+            })
+    }
 }
 
 #[async_trait]
@@ -222,7 +311,8 @@ impl ChatProvider for OpenAiProvider {
         let body = request_body(&self.config, &request, false)?;
         let http = self.chat_request(body, &request);
         let reply = self.executor.send_json(&self.config.name, http).await?;
-        let mut response = parse_response(&self.config.name, &reply.body)?;
+        let mut response =
+            parse_response_with_quirks(&self.config.name, &reply.body, &self.config.quirks)?;
         if let Some(id) = reply.request_id {
             response
                 .metadata
@@ -238,17 +328,13 @@ impl ChatProvider for OpenAiProvider {
             .executor
             .send_stream(&self.config.name, http, Framing::Sse)
             .await?;
-        let decoder = ChunkDecoder::new(&self.config.name, &request.model);
+        let decoder =
+            ChunkDecoder::with_quirks(&self.config.name, &request.model, &self.config.quirks);
         Ok(events(frames, decoder))
     }
 
     async fn list_models(&self) -> Result<Vec<Model>> {
-        let http = HttpRequest::get(self.config.url("models")).auth(self.auth());
-        let http = self
-            .config
-            .extra_headers
-            .iter()
-            .fold(http, |http, (n, v)| http.header(n.clone(), v.clone()));
+        let http = self.service_request(HttpRequest::get(self.config.url("models")));
         let reply = self.executor.send_json(&self.config.name, http).await?;
         parse_models(&self.config.name, &reply.body)
     }
@@ -256,6 +342,121 @@ impl ChatProvider for OpenAiProvider {
     async fn health(&self) -> Result<()> {
         self.list_models().await.map(|_| ())
     }
+
+    /// `POST {base_url}/embeddings` [openapi.yaml `/embeddings`, CreateEmbeddingRequest]. Every
+    /// compatible service gets the same call; one without embeddings answers with an HTTP error
+    /// that the executor maps (usually 404, [`ErrorKind::NotFound`]).
+    async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse> {
+        let body = embed_body(&request)?;
+        let http = self.service_request(HttpRequest::post(self.config.url("embeddings"), body));
+        let reply = self.executor.send_json(&self.config.name, http).await?;
+        parse_embeddings(&self.config.name, &request, &reply.body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings.
+
+/// The JSON body of `POST /embeddings` for `request`: `model`, `input` as an array of strings,
+/// `dimensions` when set, and `encoding_format: "float"` so vectors come back as numbers
+/// rather than base64 [openapi.yaml CreateEmbeddingRequest].
+///
+/// Fails, before any IO, on a request without inputs or with an empty input (the schema
+/// requires at least one non-empty string).
+pub fn embed_body(request: &EmbedRequest) -> Result<Value> {
+    if request.inputs.is_empty() {
+        return Err(Error::validation(
+            "inputs",
+            "at least one input is required",
+        ));
+    }
+    if let Some(i) = request.inputs.iter().position(String::is_empty) {
+        return Err(Error::validation(
+            format!("inputs[{i}]"),
+            "an input must not be empty",
+        ));
+    }
+    let mut body = Map::new();
+    body.insert("model".to_owned(), Value::String(request.model.clone()));
+    body.insert("input".to_owned(), json!(request.inputs));
+    if let Some(n) = request.dimensions {
+        body.insert("dimensions".to_owned(), Value::from(n));
+    }
+    body.insert("encoding_format".to_owned(), json!("float"));
+    Ok(Value::Object(body))
+}
+
+/// Translates a `CreateEmbeddingResponse` (`{"data":[{"index","embedding":[…]}],"model",
+/// "usage":{"prompt_tokens","total_tokens"}}`) into vectors in input order.
+///
+/// The vectors are sorted by `index` rather than trusted to arrive in order; a reply whose
+/// indexes do not cover the inputs exactly once, or whose vectors are not arrays of numbers,
+/// is a decode error keeping the body's first bytes.
+pub fn parse_embeddings(
+    provider: &str,
+    request: &EmbedRequest,
+    body: &Value,
+) -> Result<EmbedResponse> {
+    let undecodable =
+        |why: String| Error::decode(why, first_bytes(&body.to_string())).with_provider(provider);
+    let Some(data) = body.get("data").and_then(Value::as_array) else {
+        return Err(undecodable(
+            "the embeddings reply has no `data` array".to_owned(),
+        ));
+    };
+    let mut vectors: Vec<(u64, Vec<f32>)> = Vec::with_capacity(data.len());
+    for (position, item) in data.iter().enumerate() {
+        let index = item
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
+        let Some(numbers) = item.get("embedding").and_then(Value::as_array) else {
+            return Err(undecodable(format!(
+                "embedding {index} is not an array of numbers (was `encoding_format` ignored?)"
+            )));
+        };
+        let mut vector = Vec::with_capacity(numbers.len());
+        for n in numbers {
+            let Some(x) = n.as_f64() else {
+                return Err(undecodable(format!(
+                    "embedding {index} holds a non-number: {n}"
+                )));
+            };
+            // Embeddings are f32 on the wire (OpenAI's SDKs decode base64 as float32).
+            #[allow(clippy::cast_possible_truncation)]
+            vector.push(x as f32);
+        }
+        vectors.push((index, vector));
+    }
+    vectors.sort_by_key(|(index, _)| *index);
+    let in_order = vectors
+        .iter()
+        .enumerate()
+        .all(|(i, (index, _))| *index == i as u64);
+    if !in_order || vectors.len() != request.inputs.len() {
+        return Err(undecodable(format!(
+            "{} embeddings with indexes {:?} for {} inputs",
+            vectors.len(),
+            vectors.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            request.inputs.len()
+        )));
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(&request.model);
+    let mut response = EmbedResponse::new(provider, model);
+    response.embeddings = vectors.into_iter().map(|(_, v)| v).collect();
+    let usage = body.get("usage");
+    let tokens = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_u64);
+    response.usage = Usage::new(
+        tokens("prompt_tokens")
+            .or_else(|| tokens("total_tokens"))
+            .unwrap_or(0),
+        0,
+    );
+    Ok(response)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,7 +469,10 @@ impl ChatProvider for OpenAiProvider {
 pub fn request_body(config: &OpenAiConfig, request: &ChatRequest, stream: bool) -> Result<Value> {
     let mut body = Map::new();
     body.insert("model".to_owned(), Value::String(request.model.clone()));
-    body.insert("messages".to_owned(), Value::Array(messages(request)?));
+    body.insert(
+        "messages".to_owned(),
+        Value::Array(messages(request, &config.quirks)?),
+    );
     if let Some(t) = request.temperature {
         body.insert("temperature".to_owned(), float(t));
     }
@@ -285,7 +489,10 @@ pub fn request_body(config: &OpenAiConfig, request: &ChatRequest, stream: bool) 
         body.insert("stop".to_owned(), json!(request.stop));
     }
     if let Some(seed) = request.seed {
-        body.insert("seed".to_owned(), Value::from(seed));
+        body.insert(
+            config.quirks.seed_field.as_str().to_owned(),
+            Value::from(seed),
+        );
     }
     if !request.tools.is_empty() {
         let tools = request
@@ -352,7 +559,7 @@ fn float(x: f32) -> Value {
         .map_or(Value::Null, Value::Number)
 }
 
-fn messages(request: &ChatRequest) -> Result<Vec<Value>> {
+fn messages(request: &ChatRequest, quirks: &OpenAiQuirks) -> Result<Vec<Value>> {
     let mut out = Vec::with_capacity(request.messages.len());
     for (i, message) in request.messages.iter().enumerate() {
         // Tool results become one `tool` message each, whatever role carried them: providers
@@ -381,7 +588,7 @@ fn messages(request: &ChatRequest) -> Result<Vec<Value>> {
                     out.push(json!({"role": "user", "content": user_content(&rest)}));
                 }
             }
-            Role::Assistant => out.push(assistant_message(&rest)),
+            Role::Assistant => out.push(assistant_message(&rest, quirks)),
             Role::Tool => {
                 if !rest.is_empty() && !had_results {
                     return Err(Error::validation(
@@ -437,10 +644,29 @@ fn user_content(parts: &[&ContentPart]) -> Value {
     Value::Array(array)
 }
 
-fn assistant_message(parts: &[&ContentPart]) -> Value {
+fn assistant_message(parts: &[&ContentPart], quirks: &OpenAiQuirks) -> Value {
     let mut message = Map::new();
     message.insert("role".to_owned(), json!("assistant"));
-    let text = joined_text(parts);
+    let mut text = joined_text(parts);
+    if quirks.think_tags {
+        // Reasoning goes back inline, as it came (fx: groq/stream-reasoning-then-tool-call-
+        // with-x-groq-usage.request.json sends `<think>\n…\n</think>` as assistant content).
+        let reasoning: String = parts
+            .iter()
+            .filter_map(|p| match p {
+                ContentPart::Reasoning(r) if r.redacted.is_none() => Some(r.text.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !reasoning.is_empty() {
+            let mut inline = format!("{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}");
+            if !text.is_empty() {
+                inline.push_str("\n\n");
+                inline.push_str(&text);
+            }
+            text = inline;
+        }
+    }
     let mut refusal: Option<String> = None;
     let mut calls = Vec::new();
     for part in parts {
@@ -451,7 +677,8 @@ fn assistant_message(parts: &[&ContentPart]) -> Value {
                 "type": "function",
                 "function": {"name": call.name, "arguments": arguments_string(&call.arguments)},
             })),
-            // Reasoning is OpenAI's to keep: Chat Completions takes no reasoning input.
+            // Reasoning is OpenAI's to keep: Chat Completions takes no reasoning input (and
+            // DeepSeek rejects `reasoning_content` sent back); `<think>` services got it above.
             _ => {}
         }
     }
@@ -496,6 +723,25 @@ struct WireResponse {
     system_fingerprint: Option<String>,
     #[serde(default)]
     service_tier: Option<String>,
+    /// Groq's own block: the request id on the first chunk (and on plain replies), and the
+    /// usage again on the final chunk (fx: groq/vercel/stream-tool-call.chunks.jsonl,
+    /// groq/chat-completion-text.response.json).
+    #[serde(default)]
+    x_groq: Option<WireXGroq>,
+    /// Perplexity's sources: a list of URLs, and richer `search_results` (Perplexity chat
+    /// completions docs). Kept verbatim in the metadata.
+    #[serde(default)]
+    citations: Option<Value>,
+    #[serde(default)]
+    search_results: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireXGroq {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -517,12 +763,32 @@ struct WireMessage {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
-    /// Groq's parsed reasoning (fx: groq/vercel/chat-completion-reasoning-parsed.json,
+    /// Groq's parsed reasoning, sometimes with `channel: "analysis"`, which says nothing more
+    /// (fx: groq/vercel/chat-completion-reasoning-parsed.json,
     /// groq/stream-reasoning-then-tool-call-with-x-groq-usage.response.sse).
     #[serde(default)]
     reasoning: Option<String>,
+    /// DeepSeek's reasoning field (DeepSeek reasoning-model docs: "`reasoning_content` … at
+    /// the same level as `content`").
+    #[serde(default)]
+    reasoning_content: Option<String>,
     #[serde(default)]
     tool_calls: Option<Vec<WireToolCall>>,
+}
+
+impl WireMessage {
+    /// The reasoning text in the field the service uses.
+    fn take_reasoning(&mut self, field: ReasoningField) -> Option<String> {
+        let text = match field {
+            ReasoningField::Reasoning => self.reasoning.take(),
+            ReasoningField::ReasoningContent => self.reasoning_content.take(),
+            ReasoningField::Any => {
+                let first = self.reasoning.take().filter(|r| !r.is_empty());
+                first.or_else(|| self.reasoning_content.take())
+            }
+        };
+        text.filter(|r| !r.is_empty())
+    }
 }
 
 #[derive(Deserialize)]
@@ -553,6 +819,15 @@ struct WireUsage {
     prompt_tokens_details: Option<WirePromptDetails>,
     #[serde(default)]
     completion_tokens_details: Option<WireCompletionDetails>,
+    /// Groq's timings, in seconds (wire-formats.md, Groq "Usage has extra timing floats").
+    #[serde(default)]
+    queue_time: Option<f64>,
+    #[serde(default)]
+    prompt_time: Option<f64>,
+    #[serde(default)]
+    completion_time: Option<f64>,
+    #[serde(default)]
+    total_time: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -585,6 +860,22 @@ impl WireUsage {
                 .unwrap_or(0),
         }
     }
+
+    /// The timing fields present, as `{"queue_time": s, …}` in seconds; `None` without any.
+    fn timing(&self) -> Option<Value> {
+        let mut timing = Map::new();
+        for (name, value) in [
+            ("queue_time", self.queue_time),
+            ("prompt_time", self.prompt_time),
+            ("completion_time", self.completion_time),
+            ("total_time", self.total_time),
+        ] {
+            if let Some(n) = value.and_then(serde_json::Number::from_f64) {
+                timing.insert(name.to_owned(), Value::Number(n));
+            }
+        }
+        (!timing.is_empty()).then_some(Value::Object(timing))
+    }
 }
 
 /// OpenAI's `finish_reason` normalized; `None` for a value OpenAI does not document (it is
@@ -612,8 +903,19 @@ fn first_bytes(text: &str) -> String {
     text[..end].to_owned()
 }
 
-/// Translates a Chat Completions response body (HTTP 200) into a [`ChatResponse`].
+/// Translates a Chat Completions response body (HTTP 200) from OpenAI into a
+/// [`ChatResponse`]; [`parse_response_with_quirks`] for other services.
 pub fn parse_response(provider: &str, body: &Value) -> Result<ChatResponse> {
+    parse_response_with_quirks(provider, body, &OpenAiQuirks::default())
+}
+
+/// Translates a Chat Completions response body (HTTP 200) into a [`ChatResponse`], reading
+/// the service's quirks (its reasoning field, `<think>` tags).
+pub fn parse_response_with_quirks(
+    provider: &str,
+    body: &Value,
+    quirks: &OpenAiQuirks,
+) -> Result<ChatResponse> {
     let undecodable =
         |why: String| Error::decode(why, first_bytes(&body.to_string())).with_provider(provider);
     if body.get("error").is_some_and(|e| !e.is_null()) {
@@ -623,30 +925,40 @@ pub fn parse_response(provider: &str, body: &Value) -> Result<ChatResponse> {
             .with_provider(provider)
             .with_raw_body(first_bytes(&body.to_string())));
     }
-    let wire = WireResponse::deserialize(body)
+    let mut wire = WireResponse::deserialize(body)
         .map_err(|e| undecodable(format!("not a chat completion: {e}")))?;
-    let choices = wire.choices.unwrap_or_default();
-    let Some(choice) = choices
+    let mut choices = wire.choices.take().unwrap_or_default();
+    let position = choices
         .iter()
-        .find(|c| c.index.unwrap_or(0) == 0)
-        .or(choices.first())
-    else {
+        .position(|c| c.index.unwrap_or(0) == 0)
+        .unwrap_or(0);
+    if position >= choices.len() {
         return Err(undecodable("the chat completion has no choices".to_owned()));
-    };
+    }
+    let mut choice = choices.swap_remove(position);
 
-    let mut response = ChatResponse::new(provider, wire.model.unwrap_or_default());
-    response.id = wire.id.unwrap_or_default();
-    let message = choice.message.as_ref().or(choice.delta.as_ref());
+    let mut response = ChatResponse::new(provider, wire.model.take().unwrap_or_default());
+    response.id = wire.id.take().unwrap_or_default();
+    let message = choice.message.take().or(choice.delta.take());
     let mut refused = false;
-    if let Some(message) = message {
-        if let Some(reasoning) = message.reasoning.as_deref().filter(|r| !r.is_empty()) {
+    if let Some(mut message) = message {
+        if let Some(reasoning) = message.take_reasoning(quirks.reasoning_field) {
             response.content.push(ContentPart::Reasoning(Reasoning {
-                text: reasoning.to_owned(),
+                text: reasoning,
                 ..Reasoning::default()
             }));
         }
         if let Some(text) = message.content.as_deref().filter(|t| !t.is_empty()) {
-            response.content.push(ContentPart::text(text));
+            if quirks.think_tags {
+                let mut splitter = ThinkSplitter::default();
+                let mut pieces = splitter.push(text);
+                pieces.extend(splitter.finish());
+                for piece in pieces {
+                    push_piece(&mut response.content, piece);
+                }
+            } else {
+                response.content.push(ContentPart::text(text));
+            }
         }
         if let Some(text) = message.refusal.as_deref().filter(|t| !t.is_empty()) {
             refused = true;
@@ -673,13 +985,26 @@ pub fn parse_response(provider: &str, body: &Value) -> Result<ChatResponse> {
     } else {
         choice.finish_reason.as_deref().and_then(finish_reason)
     };
-    if let Some(usage) = &wire.usage {
+    let usage = wire
+        .usage
+        .take()
+        .or_else(|| wire.x_groq.as_mut().and_then(|x| x.usage.take()));
+    if let Some(usage) = &usage {
         response.usage = usage.to_usage();
+        if let Some(timing) = usage.timing() {
+            response.metadata.insert("timing".to_owned(), timing);
+        }
     }
     insert_metadata(
         &mut response.metadata,
         wire.system_fingerprint,
         wire.service_tier,
+    );
+    insert_extras(
+        &mut response.metadata,
+        wire.x_groq.and_then(|x| x.id),
+        wire.citations,
+        wire.search_results,
     );
     Ok(response)
 }
@@ -694,6 +1019,24 @@ fn insert_metadata(
     }
     if let Some(tier) = tier {
         metadata.insert("service_tier".to_owned(), Value::String(tier));
+    }
+}
+
+/// Metadata only some services send: Groq's request id, Perplexity's citations.
+fn insert_extras(
+    metadata: &mut Map<String, Value>,
+    request_id: Option<String>,
+    citations: Option<Value>,
+    search_results: Option<Value>,
+) {
+    if let Some(id) = request_id.filter(|id| !id.is_empty()) {
+        metadata.insert("request_id".to_owned(), Value::String(id));
+    }
+    if let Some(citations) = citations.filter(|c| !c.is_null()) {
+        metadata.insert("citations".to_owned(), citations);
+    }
+    if let Some(results) = search_results.filter(|r| !r.is_null()) {
+        metadata.insert("search_results".to_owned(), results);
     }
 }
 
@@ -723,6 +1066,162 @@ pub fn parse_models(provider: &str, body: &Value) -> Result<Vec<Model>> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Inline `<think>` reasoning.
+
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+/// A piece of content after `<think>` tags are taken out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Reasoning(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ThinkState {
+    /// Nothing but whitespace yet: a `<think>` may still open.
+    #[default]
+    Start,
+    /// Inside `<think>`; `started` once its leading whitespace is behind.
+    Reasoning { started: bool },
+    /// Answer text; `after_think` while the whitespace after `</think>` is being skipped.
+    Text { after_think: bool },
+}
+
+/// Splits a leading `<think>…</think>` out of content that arrives in pieces cut anywhere,
+/// tags included (fx: groq/chat-completion-reasoning-format-raw-think-tags.response.json).
+///
+/// Only a `<think>` that opens the content counts: a model writing about the tag later in
+/// its answer is answering, not thinking. The whitespace just inside the tags and just after
+/// `</think>` is layout, not content, and is dropped; sending reasoning back restores it.
+#[derive(Debug, Default)]
+struct ThinkSplitter {
+    state: ThinkState,
+    /// Text held back: what may yet be a tag, or whitespace whose role is not known yet.
+    held: String,
+}
+
+impl ThinkSplitter {
+    fn push(&mut self, delta: &str) -> Vec<Piece> {
+        self.held.push_str(delta);
+        let mut out = Vec::new();
+        loop {
+            match self.state {
+                ThinkState::Start => {
+                    let trimmed = self.held.trim_start();
+                    if let Some(rest) = trimmed.strip_prefix(THINK_OPEN) {
+                        self.held = rest.to_owned();
+                        self.state = ThinkState::Reasoning { started: false };
+                    } else if THINK_OPEN.starts_with(trimmed) {
+                        // Whitespace, or the start of the tag: wait for more.
+                        return out;
+                    } else {
+                        self.state = ThinkState::Text { after_think: false };
+                    }
+                }
+                ThinkState::Reasoning { started } => {
+                    if !started {
+                        let trimmed = self.held.trim_start();
+                        if trimmed.is_empty() {
+                            self.held.clear();
+                            return out;
+                        }
+                        self.held = trimmed.to_owned();
+                        self.state = ThinkState::Reasoning { started: true };
+                    }
+                    if let Some(at) = self.held.find(THINK_CLOSE) {
+                        let reasoning = self.held[..at].trim_end();
+                        if !reasoning.is_empty() {
+                            out.push(Piece::Reasoning(reasoning.to_owned()));
+                        }
+                        self.held = self.held[at + THINK_CLOSE.len()..].to_owned();
+                        self.state = ThinkState::Text { after_think: true };
+                        continue;
+                    }
+                    let keep = held_back(&self.held);
+                    let emit = self.held.len() - keep;
+                    if emit > 0 {
+                        let rest = self.held.split_off(emit);
+                        out.push(Piece::Reasoning(std::mem::replace(&mut self.held, rest)));
+                    }
+                    return out;
+                }
+                ThinkState::Text { after_think } => {
+                    if after_think {
+                        let trimmed = self.held.trim_start();
+                        if trimmed.is_empty() {
+                            self.held.clear();
+                            return out;
+                        }
+                        self.held = trimmed.to_owned();
+                        self.state = ThinkState::Text { after_think: false };
+                    }
+                    if !self.held.is_empty() {
+                        out.push(Piece::Text(std::mem::take(&mut self.held)));
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// What is still held when the content ends: nothing is dropped but layout whitespace.
+    fn finish(&mut self) -> Vec<Piece> {
+        let held = std::mem::take(&mut self.held);
+        match self.state {
+            // A lone `<thi…` or whitespace was text after all.
+            ThinkState::Start if !held.is_empty() => vec![Piece::Text(held)],
+            // An unclosed `<think>` (the reply was cut): its text is still reasoning.
+            ThinkState::Reasoning { .. } if !held.trim_end().is_empty() => {
+                vec![Piece::Reasoning(held.trim_end().to_owned())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// What is held, as pieces, without changing state (for partial replies on errors).
+    fn pending(&self) -> Option<Piece> {
+        let held = self.held.trim_end();
+        if held.is_empty() {
+            return None;
+        }
+        Some(match self.state {
+            ThinkState::Reasoning { .. } => Piece::Reasoning(held.to_owned()),
+            _ => Piece::Text(self.held.clone()),
+        })
+    }
+}
+
+/// How many trailing bytes of reasoning to hold back: a suffix that may begin `</think>`,
+/// and the whitespace before it, which is dropped if the tag follows.
+fn held_back(text: &str) -> usize {
+    let tag = (1..THINK_CLOSE.len())
+        .rev()
+        .find(|&k| text.ends_with(&THINK_CLOSE[..k]))
+        .unwrap_or(0);
+    let before = &text[..text.len() - tag];
+    tag + (before.len() - before.trim_end().len())
+}
+
+/// Appends a piece to content, extending the last part when it is of the same kind.
+fn push_piece(content: &mut Vec<ContentPart>, piece: Piece) {
+    match (content.last_mut(), piece) {
+        (Some(ContentPart::Text { text }), Piece::Text(more)) => text.push_str(&more),
+        (Some(ContentPart::Reasoning(r)), Piece::Reasoning(more))
+            if r.signature.is_none() && r.redacted.is_none() =>
+        {
+            r.text.push_str(&more);
+        }
+        (_, Piece::Text(text)) => content.push(ContentPart::text(text)),
+        (_, Piece::Reasoning(text)) => content.push(ContentPart::Reasoning(Reasoning {
+            text,
+            ..Reasoning::default()
+        })),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Stream translation.
 
 /// Turns the `data:` payloads of a Chat Completions SSE stream into stream events.
@@ -732,23 +1231,34 @@ pub fn parse_models(provider: &str, body: &Value) -> Result<Vec<Model>> {
 #[derive(Debug)]
 pub struct ChunkDecoder {
     provider: String,
+    quirks: OpenAiQuirks,
     acc: StreamAccumulator,
+    think: Option<ThinkSplitter>,
     chunks: usize,
     done: bool,
     refused: bool,
     metadata_seen: bool,
+    last_usage: Option<Usage>,
 }
 
 impl ChunkDecoder {
-    /// A decoder for a reply from `provider` to a request for `model`.
+    /// A decoder for a reply from OpenAI (`provider`) to a request for `model`.
     pub fn new(provider: &str, model: &str) -> Self {
+        Self::with_quirks(provider, model, &OpenAiQuirks::default())
+    }
+
+    /// A decoder for a reply from a service with `quirks`.
+    pub fn with_quirks(provider: &str, model: &str, quirks: &OpenAiQuirks) -> Self {
         Self {
             provider: provider.to_owned(),
+            quirks: *quirks,
             acc: StreamAccumulator::new(provider, model),
+            think: quirks.think_tags.then(ThinkSplitter::default),
             chunks: 0,
             done: false,
             refused: false,
             metadata_seen: false,
+            last_usage: None,
         }
     }
 
@@ -757,9 +1267,15 @@ impl ChunkDecoder {
         self.done
     }
 
-    /// Attaches what was received so far to a mid-stream error.
+    /// Attaches what was received so far to a mid-stream error (Groq's `event: error` after
+    /// HTTP 200, fx: groq/stream-midstream-error-event-tool-use-failed.response.sse), text
+    /// still held back by the `<think>` splitter included.
     pub fn fail(&self, err: Error) -> Error {
-        self.acc.fail(err.or_provider(&self.provider))
+        let mut partial = self.acc.partial();
+        if let Some(piece) = self.think.as_ref().and_then(ThinkSplitter::pending) {
+            push_piece(&mut partial.content, piece);
+        }
+        err.or_provider(&self.provider).with_partial(partial)
     }
 
     /// Decodes one SSE `data:` payload.
@@ -771,14 +1287,17 @@ impl ChunkDecoder {
         // The stream ends with a literal `data: [DONE]` [wire-formats.md, fx: stream-*.sse].
         if data == "[DONE]" {
             self.done = true;
-            return Ok(Vec::new());
+            return Ok(self.flush_think());
         }
-        let value: Value = serde_json::from_str(data).map_err(|e| {
-            self.fail(Error::decode(
-                format!("malformed stream chunk: {e}"),
-                first_bytes(data),
-            ))
-        })?;
+        let value: Value = match serde_json::from_str(data) {
+            Ok(value) => value,
+            Err(e) => {
+                return Err(self.fail(Error::decode(
+                    format!("malformed stream chunk: {e}"),
+                    first_bytes(data),
+                )));
+            }
+        };
         if value.get("error").is_some_and(|e| !e.is_null()) {
             // The executor normally raises in-band errors itself (openai-python does the same,
             // wire-formats.md "Mid-stream"); this keeps one that slipped through from being lost.
@@ -787,34 +1306,46 @@ impl ChunkDecoder {
                     .with_raw_body(first_bytes(data)),
             ));
         }
-        let chunk = WireResponse::deserialize(&value).map_err(|e| {
-            self.fail(Error::decode(
-                format!("unexpected stream chunk: {e}"),
-                first_bytes(data),
-            ))
-        })?;
+        let chunk = match WireResponse::deserialize(&value) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                return Err(self.fail(Error::decode(
+                    format!("unexpected stream chunk: {e}"),
+                    first_bytes(data),
+                )));
+            }
+        };
         self.chunks += 1;
         Ok(self.chunk(chunk))
     }
 
-    fn chunk(&mut self, chunk: WireResponse) -> Vec<StreamEvent> {
+    fn chunk(&mut self, mut chunk: WireResponse) -> Vec<StreamEvent> {
         let mut events = Vec::new();
+        let groq_id = chunk.x_groq.as_mut().and_then(|x| x.id.take());
         if !self.metadata_seen {
             self.metadata_seen = true;
             let resp = self.acc.response_mut();
-            if let Some(id) = chunk.id {
+            if let Some(id) = chunk.id.take() {
                 resp.id = id;
             }
-            if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+            if let Some(model) = chunk.model.take().filter(|m| !m.is_empty()) {
                 resp.model = model;
             }
             insert_metadata(
                 &mut resp.metadata,
-                chunk.system_fingerprint,
-                chunk.service_tier,
+                chunk.system_fingerprint.take(),
+                chunk.service_tier.take(),
             );
         }
-        for choice in chunk.choices.into_iter().flatten() {
+        // Groq names its request id on the first chunk and again on the last; Perplexity may
+        // send its citations on any chunk. The latest word is kept.
+        insert_extras(
+            &mut self.acc.response_mut().metadata,
+            groq_id,
+            chunk.citations.take(),
+            chunk.search_results.take(),
+        );
+        for choice in chunk.choices.take().into_iter().flatten() {
             if choice.index.unwrap_or(0) != 0 {
                 continue;
             }
@@ -822,6 +1353,7 @@ impl ChunkDecoder {
                 self.delta(delta, &mut events);
             }
             if let Some(raw) = choice.finish_reason {
+                events.extend(self.flush_think());
                 events.extend(self.acc.end_tool_calls());
                 let reason = if self.refused {
                     // A refusal ends with `stop` (fx: stream-refusal-gpt4o.sse).
@@ -832,21 +1364,41 @@ impl ChunkDecoder {
                 self.acc.finish_reason(reason, Some(&raw));
             }
         }
-        // The usage chunk has `choices: []`; the others carry `usage: null` or none
-        // (fx: stream-text-gpt41nano-with-usage.chunks.jsonl, stream-text-gpt4o.sse).
-        if let Some(usage) = chunk.usage {
-            events.push(self.acc.usage(usage.to_usage()));
+        // OpenAI's usage chunk has `choices: []`; the others carry `usage: null` or none
+        // (fx: stream-text-gpt41nano-with-usage.chunks.jsonl, stream-text-gpt4o.sse). Groq
+        // puts it on the chunk with the finish reason, both top-level and in `x_groq`
+        // (fx: groq/vercel/stream-tool-call.chunks.jsonl): one figure, reported once.
+        let usage = chunk.usage.or_else(|| chunk.x_groq.and_then(|x| x.usage));
+        if let Some(usage) = usage {
+            if let Some(timing) = usage.timing() {
+                self.acc
+                    .response_mut()
+                    .metadata
+                    .insert("timing".to_owned(), timing);
+            }
+            let usage = usage.to_usage();
+            if self.last_usage != Some(usage) {
+                self.last_usage = Some(usage);
+                events.push(self.acc.usage(usage));
+            }
         }
         events
     }
 
-    fn delta(&mut self, delta: WireMessage, events: &mut Vec<StreamEvent>) {
-        if let Some(reasoning) = delta.reasoning.filter(|r| !r.is_empty()) {
+    fn delta(&mut self, mut delta: WireMessage, events: &mut Vec<StreamEvent>) {
+        if let Some(reasoning) = delta.take_reasoning(self.quirks.reasoning_field) {
             events.push(self.acc.reasoning(&reasoning));
         }
         // The first delta carries `content: ""` (or null); empty pieces say nothing.
         if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-            events.push(self.acc.text(&text));
+            match self.think.as_mut() {
+                Some(think) => {
+                    for piece in think.push(&text) {
+                        events.push(self.emit(piece));
+                    }
+                }
+                None => events.push(self.acc.text(&text)),
+            }
         }
         if let Some(refusal) = delta.refusal.filter(|t| !t.is_empty()) {
             self.refused = true;
@@ -874,20 +1426,39 @@ impl ChunkDecoder {
         }
     }
 
+    fn emit(&mut self, piece: Piece) -> StreamEvent {
+        match piece {
+            Piece::Text(text) => self.acc.text(&text),
+            Piece::Reasoning(text) => self.acc.reasoning(&text),
+        }
+    }
+
+    /// The events for text the `<think>` splitter still holds, once the content is over.
+    fn flush_think(&mut self) -> Vec<StreamEvent> {
+        let pieces = self
+            .think
+            .as_mut()
+            .map(ThinkSplitter::finish)
+            .unwrap_or_default();
+        pieces.into_iter().map(|p| self.emit(p)).collect()
+    }
+
     /// The events that close the stream when the body ends: the complete response, or an
     /// error when the provider never said it was done.
-    pub fn end(self) -> Result<Vec<StreamEvent>> {
+    pub fn end(mut self) -> Result<Vec<StreamEvent>> {
         if self.chunks == 0 && !self.done {
             return Err(self
                 .acc
                 .truncated("the stream ended before any chunk arrived"));
         }
+        let mut events = self.flush_think();
         if !self.done && !self.acc.is_finished() {
             return Err(self
                 .acc
                 .truncated("the stream ended without `[DONE]` or a finish reason"));
         }
-        let (events, _) = self.acc.finish();
+        let (more, _) = self.acc.finish();
+        events.extend(more);
         Ok(events)
     }
 }

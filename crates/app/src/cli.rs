@@ -11,7 +11,7 @@ use exllm_core::{
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::config::{Environment, PROVIDER_ENV, Settings};
+use crate::config::{Environment, Settings, builtin_providers};
 use crate::output::{error_json, response_json};
 use crate::wiring::{self, Wired};
 
@@ -174,10 +174,9 @@ async fn chat(config: Option<&std::path::Path>, env: &Environment, args: ChatArg
     let address = args.model.clone().unwrap_or_default();
     wired.check_address(&address)?;
     if args.model.is_none() && wired.mock_fallback {
-        let vars: Vec<&str> = PROVIDER_ENV.iter().map(|p| p.key_var).collect();
         eprintln!(
-            "note: no provider key is configured ({}); answering with the built-in mock provider ({})",
-            vars.join(", "),
+            "note: no provider key is configured (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, GROQ_API_KEY, …); \
+             answering with the built-in mock provider ({}). See `exllm providers`.",
             wiring::MOCK_MODEL
         );
     }
@@ -456,9 +455,11 @@ fn config_check(config: Option<&std::path::Path>, env: &Environment, json: bool)
     let configured: Vec<&str> = settings
         .as_ref()
         .map(|s| {
-            PROVIDER_ENV
+            builtin_providers()
                 .iter()
-                .filter(|p| s.provider(p.name).is_some_and(|ps| ps.api_key.is_some()))
+                .filter(|p| {
+                    p.needs_key() && s.provider(p.name).is_some_and(|ps| ps.api_key.is_some())
+                })
                 .map(|p| p.name)
                 .collect()
         })

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use exllm_adapters_providers::CompatibleSpec;
 use exllm_core::{Error, ModelAddress, Result, Secret};
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,7 +26,8 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Environment {
-    /// The process environment (only the variables ExLLM knows; nothing else is kept).
+    /// The process environment. All of it is kept: a user's `exllm.toml` may name any variable
+    /// as a key variable (`api_key_env`). `Debug` prints names only.
     pub fn from_process() -> Self {
         Self::from_vars(std::env::vars())
     }
@@ -33,10 +35,7 @@ impl Environment {
     /// An environment from explicit pairs (tests, embedding).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
-            vars: vars
-                .into_iter()
-                .filter(|(k, _)| is_known_variable(k))
-                .collect(),
+            vars: vars.into_iter().collect(),
         }
     }
 
@@ -49,33 +48,83 @@ impl Environment {
     }
 }
 
-fn is_known_variable(name: &str) -> bool {
-    name.starts_with("EXLLM_")
-        || PROVIDER_ENV
-            .iter()
-            .any(|p| p.key_var == name || p.base_url_var == name)
-}
-
-/// Where a built-in provider takes its key and endpoint from (DESIGN §5).
-#[derive(Debug, Clone, Copy)]
+/// A built-in provider and where its key and endpoint come from (DESIGN §5).
+#[derive(Debug, Clone)]
 pub struct ProviderEnv {
     /// The provider name.
     pub name: &'static str,
-    /// The key variable.
-    pub key_var: &'static str,
-    /// The base-URL variable.
+    /// The key variables, first set wins; empty when the provider needs no key.
+    pub key_vars: Vec<&'static str>,
+    /// A key variable that is used when set but not required (Ollama's hosted API).
+    pub optional_key_var: Option<&'static str>,
+    /// The base-URL (or host) variable.
     pub base_url_var: &'static str,
-    /// The default base URL.
-    pub default_base_url: &'static str,
+    /// The model `exllm chat` uses when this is the first configured provider.
+    pub default_model: Option<&'static str>,
 }
 
-/// The providers this build can talk to, and their variables.
-pub const PROVIDER_ENV: &[ProviderEnv] = &[ProviderEnv {
-    name: "openai",
-    key_var: "OPENAI_API_KEY",
-    base_url_var: "OPENAI_BASE_URL",
-    default_base_url: "https://api.openai.com/v1",
-}];
+impl ProviderEnv {
+    /// Whether the provider cannot work without a key.
+    pub fn needs_key(&self) -> bool {
+        !self.key_vars.is_empty()
+    }
+}
+
+/// Every built-in provider, in the order `exllm chat` picks a default from: the native wire
+/// formats first, then the OpenAI-compatible family.
+pub fn builtin_providers() -> Vec<ProviderEnv> {
+    let mut out = vec![
+        ProviderEnv {
+            name: "openai",
+            key_vars: vec!["OPENAI_API_KEY"],
+            optional_key_var: None,
+            base_url_var: "OPENAI_BASE_URL",
+            default_model: Some("gpt-4o-mini"),
+        },
+        ProviderEnv {
+            name: "anthropic",
+            key_vars: vec!["ANTHROPIC_API_KEY"],
+            optional_key_var: None,
+            base_url_var: "ANTHROPIC_BASE_URL",
+            default_model: Some("claude-sonnet-4-5"),
+        },
+        ProviderEnv {
+            name: "gemini",
+            key_vars: vec!["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            optional_key_var: None,
+            base_url_var: "GEMINI_BASE_URL",
+            default_model: Some("gemini-2.5-flash"),
+        },
+    ];
+    for service in exllm_adapters_providers::compatible::SERVICES {
+        out.push(ProviderEnv {
+            name: service.name,
+            key_vars: service.api_key_env.into_iter().collect(),
+            optional_key_var: None,
+            base_url_var: service.base_url_env,
+            default_model: match service.name {
+                "groq" => Some("llama-3.3-70b-versatile"),
+                "mistral" => Some("mistral-small-latest"),
+                "deepseek" => Some("deepseek-chat"),
+                "xai" => Some("grok-4"),
+                "openrouter" => Some("openai/gpt-4o-mini"),
+                "perplexity" => Some("sonar"),
+                _ => None,
+            },
+        });
+    }
+    out.push(ProviderEnv {
+        name: "ollama",
+        key_vars: Vec::new(),
+        optional_key_var: Some("OLLAMA_API_KEY"),
+        base_url_var: "OLLAMA_HOST",
+        default_model: None,
+    });
+    out
+}
+
+/// The `kind` of a user-defined provider in `exllm.toml`.
+pub const COMPATIBLE_KIND: &str = "openai-compatible";
 
 /// The settings of one provider.
 #[derive(Clone, Default, Deserialize)]
@@ -86,6 +135,8 @@ pub struct ProviderSettings {
     pub api_key: Option<Secret>,
     /// The base URL.
     pub base_url: Option<String>,
+    /// `openai-compatible` for a service defined by the user; absent for built-in providers.
+    pub kind: Option<String>,
 }
 
 impl std::fmt::Debug for ProviderSettings {
@@ -93,6 +144,7 @@ impl std::fmt::Debug for ProviderSettings {
         f.debug_struct("ProviderSettings")
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("base_url", &self.base_url)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -153,10 +205,16 @@ pub struct Settings {
     pub aliases: BTreeMap<String, String>,
     /// A catalogue file whose models and prices override the built-in ones.
     pub catalogue: Option<PathBuf>,
+    /// User-defined OpenAI-compatible services (`kind = "openai-compatible"`), by name.
+    #[serde(skip)]
+    pub compatible: BTreeMap<String, CompatibleSpec>,
     /// The file the settings came from, if any.
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
+
+/// `EXLLM_*` variables that are not settings.
+const NOT_SETTINGS: &[&str] = &["EXLLM_CONFIG", "EXLLM_LOG"];
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "default_model",
@@ -209,11 +267,17 @@ impl Settings {
                 );
             }
         }
+        // The family's `EXLLM_<NAME>_BASE_URL` variables are provider endpoints, read below, not
+        // settings keys.
+        let builtins = builtin_providers();
+        let base_url_vars: Vec<&str> = builtins.iter().map(|p| p.base_url_var).collect();
         let exllm_vars: HashMap<String, String> = env
             .vars
             .iter()
             .filter(|(k, _)| {
-                k.starts_with("EXLLM_") && k.as_str() != "EXLLM_CONFIG" && k.as_str() != "EXLLM_LOG"
+                k.starts_with("EXLLM_")
+                    && !NOT_SETTINGS.contains(&k.as_str())
+                    && !base_url_vars.contains(&k.as_str())
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -233,6 +297,7 @@ impl Settings {
             }
         };
         check_shape(&raw, &mut problems);
+        let compatible = compatible_specs(&raw, &mut problems);
 
         let mut settings: Settings = match serde_json::from_value(raw) {
             Ok(s) => s,
@@ -244,16 +309,34 @@ impl Settings {
             }
         };
         settings.source = path;
+        settings.compatible = compatible;
 
         // The providers' standard variables win over the file: they are how keys are meant
         // to be given (DESIGN §5).
-        for p in PROVIDER_ENV {
+        for p in builtin_providers() {
+            let key = p
+                .key_vars
+                .iter()
+                .chain(p.optional_key_var.iter())
+                .find_map(|var| env.get(var));
+            let url = env.get(p.base_url_var);
+            if key.is_none() && url.is_none() && !settings.providers.contains_key(p.name) {
+                continue;
+            }
             let entry = settings.providers.entry(p.name.to_owned()).or_default();
-            if let Some(key) = env.get(p.key_var) {
+            if let Some(key) = key {
                 entry.api_key = Some(Secret::new(key));
             }
-            if let Some(url) = env.get(p.base_url_var) {
+            if let Some(url) = url {
                 entry.base_url = Some(url.to_owned());
+            }
+        }
+        for (name, spec) in &settings.compatible {
+            if let Some(var) = &spec.api_key_env
+                && let Some(key) = env.get(var)
+            {
+                settings.providers.entry(name.clone()).or_default().api_key =
+                    Some(Secret::new(key));
             }
         }
         settings.check_values(&mut problems);
@@ -286,12 +369,21 @@ impl Settings {
                 problems.push(format!("{name} must be at least 1 second"));
             }
         }
+        let builtins = builtin_providers();
         for (name, provider) in &self.providers {
-            if !PROVIDER_ENV.iter().any(|p| p.name == name) {
-                let known: Vec<&str> = PROVIDER_ENV.iter().map(|p| p.name).collect();
+            let user_defined = provider.kind.as_deref() == Some(COMPATIBLE_KIND);
+            if !user_defined && !builtins.iter().any(|p| p.name == name) {
+                let known: Vec<&str> = builtins.iter().map(|p| p.name).collect();
                 problems.push(format!(
-                    "providers.{name}: unknown provider; known providers: {}",
+                    "providers.{name}: unknown provider (known: {}); to add an OpenAI-compatible service set kind = \"{COMPATIBLE_KIND}\" and base_url",
                     known.join(", ")
+                ));
+            }
+            if let Some(kind) = &provider.kind
+                && kind != COMPATIBLE_KIND
+            {
+                problems.push(format!(
+                    "providers.{name}.kind must be \"{COMPATIBLE_KIND}\", got \"{kind}\""
                 ));
             }
             if let Some(url) = &provider.base_url
@@ -369,12 +461,23 @@ fn check_shape(raw: &Value, problems: &mut Vec<String>) {
         for (name, p) in providers {
             match p.as_object() {
                 Some(fields) => {
+                    let user_defined =
+                        fields.get("kind").and_then(Value::as_str) == Some(COMPATIBLE_KIND);
+                    let known: &[&str] = if user_defined {
+                        COMPATIBLE_KEYS
+                    } else {
+                        &["api_key", "base_url", "kind"]
+                    };
                     for (k, v) in fields {
-                        if !["api_key", "base_url"].contains(&k.as_str()) {
+                        if !known.contains(&k.as_str()) {
                             problems.push(format!(
-                                "unknown key `providers.{name}.{k}` (known: api_key, base_url)"
+                                "unknown key `providers.{name}.{k}` (known: {})",
+                                known.join(", ")
                             ));
-                        } else if !v.is_string() {
+                        } else if ["api_key", "base_url", "kind", "api_key_env"]
+                            .contains(&k.as_str())
+                            && !v.is_string()
+                        {
                             problems.push(format!("`providers.{name}.{k}` must be a string"));
                         }
                     }
@@ -392,4 +495,62 @@ fn check_shape(raw: &Value, problems: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// The keys of a user-defined OpenAI-compatible service (`CompatibleSpec` plus `kind` and
+/// `api_key`).
+const COMPATIBLE_KEYS: &[&str] = &[
+    "kind",
+    "api_key",
+    "base_url",
+    "api_key_env",
+    "like",
+    "max_tokens_field",
+    "stream_usage",
+    "seed_field",
+    "reasoning_field",
+    "think_tags",
+    "headers",
+];
+
+/// The user-defined OpenAI-compatible services of the raw settings, each problem reported.
+fn compatible_specs(raw: &Value, problems: &mut Vec<String>) -> BTreeMap<String, CompatibleSpec> {
+    let mut out = BTreeMap::new();
+    let Some(providers) = raw.get("providers").and_then(Value::as_object) else {
+        return out;
+    };
+    for (name, table) in providers {
+        if table.get("kind").and_then(Value::as_str) != Some(COMPATIBLE_KIND) {
+            continue;
+        }
+        if table.get("base_url").and_then(Value::as_str).is_none() {
+            problems.push(format!(
+                "providers.{name}: an {COMPATIBLE_KIND} provider needs base_url"
+            ));
+            continue;
+        }
+        let mut fields = table.clone();
+        if let Some(obj) = fields.as_object_mut() {
+            // Keys the spec does not describe; `api_key` is read separately as a secret.
+            obj.remove("kind");
+            obj.remove("api_key");
+        }
+        match serde_json::from_value::<CompatibleSpec>(fields) {
+            Ok(mut spec) => {
+                spec.name.clone_from(name);
+                if let Some(like) = &spec.like
+                    && exllm_adapters_providers::compatible::service(like).is_none()
+                {
+                    let known: Vec<&str> = exllm_adapters_providers::compatible::names().collect();
+                    problems.push(format!(
+                        "providers.{name}.like: unknown service `{like}` (known: {})",
+                        known.join(", ")
+                    ));
+                }
+                out.insert(name.clone(), spec);
+            }
+            Err(err) => problems.push(format!("providers.{name}: {err}")),
+        }
+    }
+    out
 }

@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exllm_adapters_persistence::InMemoryStore;
+use exllm_adapters_providers::anthropic::{AnthropicConfig, AnthropicProvider};
+use exllm_adapters_providers::compatible;
+use exllm_adapters_providers::gemini::{GeminiConfig, GeminiProvider};
+use exllm_adapters_providers::ollama::{OllamaConfig, OllamaProvider};
 use exllm_adapters_providers::{MockProvider, OpenAiConfig, OpenAiProvider};
-use exllm_core::{CallOptions, Catalogue, Error, ExLLM, Result};
+use exllm_core::{CallOptions, Catalogue, ChatProvider, Error, ExLLM, Result, Secret};
 use exllm_infrastructure::{HttpConfig, HttpExecutor};
 
-use crate::config::{Environment, PROVIDER_ENV, Settings};
+use crate::config::{Environment, Settings, builtin_providers};
 
 /// The model the CLI and `from_env` answer with when no key is configured.
 pub const MOCK_MODEL: &str = "mock/echo";
@@ -44,6 +48,10 @@ impl Wired {
 
 /// Builds the client: every configured provider plus `mock`, an in-memory conversation store,
 /// the built-in catalogue (with the user's overrides), defaults and aliases.
+///
+/// Providers that need a key are registered only when it is set (the others are listed in
+/// [`Wired::unconfigured`]); keyless local servers (Ollama, LM Studio, vLLM, llama.cpp) are
+/// always registered.
 pub fn build(settings: &Settings) -> Result<Wired> {
     let executor = HttpExecutor::new(HttpConfig {
         connect_timeout: Duration::from_secs(settings.http.connect_timeout_secs),
@@ -57,20 +65,27 @@ pub fn build(settings: &Settings) -> Result<Wired> {
         .store(Arc::new(InMemoryStore::new()));
 
     let mut unconfigured = Vec::new();
-    let mut first_configured = None;
-    for p in PROVIDER_ENV {
+    let mut first_configured: Option<String> = None;
+    for p in builtin_providers() {
         let provider = settings.provider(p.name);
         let key = provider.and_then(|s| s.api_key.clone());
-        let Some(key) = key else {
-            unconfigured.push((p.name, p.key_var));
-            continue;
-        };
         let base_url = provider.and_then(|s| s.base_url.clone());
-        if p.name == "openai" {
-            let config = OpenAiConfig::openai(Some(key), base_url);
-            builder = builder.provider(Arc::new(OpenAiProvider::new(config, executor.clone())));
+        if p.needs_key() && key.is_none() {
+            unconfigured.push((p.name, p.key_vars[0]));
+            continue;
         }
-        first_configured.get_or_insert(p.name);
+        builder = builder.provider(builtin(p.name, key, base_url, &executor)?);
+        if p.needs_key()
+            && first_configured.is_none()
+            && let Some(model) = p.default_model
+        {
+            first_configured = Some(format!("{}/{model}", p.name));
+        }
+    }
+    for (name, spec) in &settings.compatible {
+        let key = settings.provider(name).and_then(|s| s.api_key.clone());
+        let config = spec.config(key);
+        builder = builder.provider(Arc::new(OpenAiProvider::new(config, executor.clone())));
     }
 
     if let Some(path) = &settings.catalogue {
@@ -89,8 +104,8 @@ pub fn build(settings: &Settings) -> Result<Wired> {
 
     let (default_model, mock_fallback) = match (&settings.default_model, first_configured) {
         (Some(model), _) => (model.clone(), false),
-        (None, Some("openai")) => ("openai/gpt-4o-mini".to_owned(), false),
-        (None, _) => (MOCK_MODEL.to_owned(), true),
+        (None, Some(model)) => (model, false),
+        (None, None) => (MOCK_MODEL.to_owned(), true),
     };
     builder = builder.default_model(default_model);
 
@@ -98,6 +113,40 @@ pub fn build(settings: &Settings) -> Result<Wired> {
         exllm: builder.build(),
         unconfigured,
         mock_fallback,
+    })
+}
+
+/// The adapter of built-in provider `name`.
+fn builtin(
+    name: &str,
+    key: Option<Secret>,
+    base_url: Option<String>,
+    executor: &HttpExecutor,
+) -> Result<Arc<dyn ChatProvider>> {
+    let executor = executor.clone();
+    Ok(match name {
+        "openai" => Arc::new(OpenAiProvider::new(
+            OpenAiConfig::openai(key, base_url),
+            executor,
+        )),
+        "anthropic" => Arc::new(AnthropicProvider::new(
+            AnthropicConfig::new(key, base_url),
+            executor,
+        )),
+        "gemini" => Arc::new(GeminiProvider::new(
+            GeminiConfig::new(key, base_url),
+            executor,
+        )),
+        "ollama" => Arc::new(OllamaProvider::new(
+            OllamaConfig::new(base_url, key),
+            executor,
+        )),
+        other => {
+            let service = compatible::service(other).ok_or_else(|| {
+                Error::config(format!("no adapter for built-in provider `{other}`"))
+            })?;
+            Arc::new(OpenAiProvider::new(service.config(key, base_url), executor))
+        }
     })
 }
 

@@ -23,7 +23,7 @@ pub struct Structured<T> {
 
 impl ExLLM {
     /// Asks for an answer of type `T`: the request carries `T`'s JSON schema as its response
-    /// format (each provider maps it: OpenAI `json_schema`, Gemini `responseSchema`, Anthropic
+    /// format (each provider maps it: OpenAI `json_schema`, Gemini `responseJsonSchema`, Anthropic
     /// a forced tool, Ollama `format`); the answer is validated against the schema and
     /// deserialized. When it does not fit, the model is asked once more with the validation
     /// error; a second misfit is a [`ErrorKind::Decode`] error keeping the answer as raw body.

@@ -182,6 +182,13 @@ pub(crate) fn from_json(status: Option<u16>, value: &Value) -> Option<Error> {
     if let Some(wait) = details.retry_delay {
         err = err.with_retry_after(wait);
     }
+    if details.failed_generation {
+        // Groq's `tool_use_failed` carries what the model produced in `failed_generation`
+        // (fx: groq/error-400-tool-use-failed.response.json, and in-band in
+        // groq/stream-midstream-error-event-tool-use-failed.response.sse); the body is kept
+        // whole so that callers can show or repair it. Scrubbing happens on the way out.
+        err = err.with_raw_body(value.to_string());
+    }
     if status.is_none()
         && let Some(embedded) = details.embedded_status
     {
@@ -221,6 +228,8 @@ struct Details {
     retry_delay: Option<Duration>,
     request_id: Option<String>,
     embedded_status: Option<u16>,
+    /// Groq's `error.failed_generation` is present.
+    failed_generation: bool,
 }
 
 impl Details {
@@ -236,6 +245,8 @@ impl Details {
                 details.message = text(error.get("message"));
                 details.error_type = text(error.get("type"));
                 details.canonical = text(error.get("status"));
+                details.failed_generation =
+                    error.get("failed_generation").is_some_and(Value::is_string);
                 match error.get("code") {
                     Some(Value::String(code)) => details.code = Some(code.clone()),
                     Some(Value::Number(n)) => details.embedded_status = status_from(n.as_u64()),

@@ -140,6 +140,18 @@ fn body_codes_decide_over_status_and_hint_without_one() {
     let err = from_json(None, &groq).unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     assert_eq!(err.status(), Some(400));
+    assert_eq!(err.raw_body(), None);
+
+    // Groq's failed generation is kept with the error (fx: groq/error-400-tool-use-failed.response.json).
+    let failed = json!({"error": {"message": "m", "code": "tool_use_failed",
+        "failed_generation": "{\"name\": \"get_something_by_name\"}"}});
+    let err = from_json(Some(400), &failed).unwrap();
+    assert!(
+        err.raw_body().is_some_and(
+            |raw| raw.contains("failed_generation") && raw.contains("get_something_by_name")
+        ),
+        "{err:?}"
+    );
 
     let unknown = json!({"error": {"message": "m"}});
     assert_eq!(

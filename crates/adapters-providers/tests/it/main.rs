@@ -9,11 +9,23 @@ mod fixtures;
 mod gemini;
 #[cfg(feature = "compatible")]
 mod groq;
+#[cfg(all(
+    feature = "openai",
+    feature = "anthropic",
+    feature = "gemini",
+    feature = "ollama",
+    feature = "compatible"
+))]
+mod matrix;
 mod mock;
 #[cfg(feature = "ollama")]
 mod ollama;
 #[cfg(feature = "openai")]
 mod openai_chat;
+#[cfg(feature = "openai")]
+mod openai_conformance;
+#[cfg(feature = "openai")]
+mod openai_embed;
 #[cfg(feature = "openai")]
 mod openai_errors;
 #[cfg(feature = "openai")]

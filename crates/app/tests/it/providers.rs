@@ -281,3 +281,106 @@ async fn groq_plain_and_streamed_tool_call() {
     assert_eq!(v["tool_calls"][0]["arguments"], json!({"name": "example"}));
     assert_eq!(usage(&v), (304, 49));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compatible_service_is_configured_by_its_variables_alone() {
+    let server = FixtureServer::start(vec![Scripted::json(
+        200,
+        fixture("openai/chat-completion-text-gpt41nano.json"),
+    )])
+    .await;
+    let base = format!("{}/v1", server.url());
+    let out = exllm(
+        &[
+            "chat",
+            "--json",
+            "-m",
+            "mistral/mistral-small-latest",
+            "--max-tokens",
+            "50",
+            "hi",
+        ],
+        &[("MISTRAL_API_KEY", "mk"), ("EXLLM_MISTRAL_BASE_URL", &base)],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["provider"], "mistral");
+    let req = &server.requests()[0];
+    assert_eq!(req.header("authorization"), Some("Bearer mk"));
+    // Mistral's dialect: `max_tokens`, not `max_completion_tokens`.
+    assert_eq!(req.body_json().unwrap()["max_tokens"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_adds_a_compatible_service_in_exllm_toml_without_code() {
+    let server = FixtureServer::start(vec![Scripted::json(
+        200,
+        fixture("openai/chat-completion-text-gpt41nano.json"),
+    )])
+    .await;
+    let dir = std::env::temp_dir().join(format!("exllm-compat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("exllm.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[providers.myllm]\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\napi_key_env = \"MYLLM_KEY\"\n[providers.myllm.headers]\nX-Team = \"search\"\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let config = path.to_string_lossy().to_string();
+    let out = exllm(
+        &[
+            "chat",
+            "--json",
+            "--config",
+            &config,
+            "-m",
+            "myllm/house-model",
+            "hi",
+        ],
+        &[("MYLLM_KEY", "secret-house-key")],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["provider"], "myllm");
+    assert_eq!(
+        v["cost"],
+        Value::Null,
+        "no price is known for a house model: null, not a guess"
+    );
+    let req = &server.requests()[0];
+    assert_eq!(req.path, "/v1/chat/completions");
+    assert_eq!(req.header("authorization"), Some("Bearer secret-house-key"));
+    assert_eq!(req.header("x-team"), Some("search"));
+
+    std::fs::write(
+        &path,
+        "[providers.broken]\nkind = \"openai-compatible\"\n[providers.other]\nkind = \"weird\"\n",
+    )
+    .unwrap();
+    let out = exllm(
+        &["config", "check", "--json", "--config", &config],
+        &[],
+        None,
+    )
+    .await;
+    let problems = stdout_json(&out)["problems"].to_string();
+    assert!(
+        problems.contains("providers.broken") && problems.contains("base_url"),
+        "{problems}"
+    );
+    assert!(problems.contains("providers.other"), "{problems}");
+}
