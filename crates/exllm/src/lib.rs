@@ -51,13 +51,24 @@ pub use exllm_app::FromEnv;
 
 /// Provider adapters, for building clients by hand.
 pub mod providers {
+    #[cfg(feature = "anthropic")]
+    pub use exllm_adapters_providers::{AnthropicConfig, AnthropicProvider};
+    #[cfg(feature = "compatible")]
+    pub use exllm_adapters_providers::{CompatibleService, CompatibleSpec, compatible};
+    #[cfg(feature = "gemini")]
+    pub use exllm_adapters_providers::{GeminiConfig, GeminiProvider};
+    #[cfg(feature = "ollama")]
+    pub use exllm_adapters_providers::{OllamaConfig, OllamaProvider};
     #[cfg(feature = "openai")]
-    pub use exllm_adapters_providers::{OpenAiConfig, OpenAiProvider};
+    pub use exllm_adapters_providers::{OpenAiConfig, OpenAiProvider, OpenAiQuirks};
 }
 
-/// Test doubles for your own tests.
+/// Test doubles for your own tests, and (feature `testing`) the conformance suite that proves
+/// a provider against recorded wire data.
 pub mod testing {
-    pub use exllm_adapters_providers::MockProvider;
+    #[cfg(feature = "testing")]
+    pub use exllm_adapters_providers::conformance;
+    pub use exllm_adapters_providers::{MockProvider, MockReply};
 }
 
 /// Conversation stores.

@@ -101,3 +101,40 @@ async fn middleware_wraps_plain_and_streaming_calls() {
         "the middleware changed the request"
     );
 }
+
+/// Embeddings through the facade: vectors in input order, usage, and the catalogue's price.
+#[tokio::test]
+async fn embed_prices_from_the_catalogue() {
+    use exllm::http::{HttpConfig, HttpExecutor};
+    use exllm::providers::{OpenAiConfig, OpenAiProvider};
+    use exllm::testing::conformance::{FixtureServer, Scripted};
+
+    // The shape of OpenAI's CreateEmbeddingResponse (openapi.yaml), items out of order.
+    let reply = r#"{"object":"list","data":[
+        {"object":"embedding","embedding":[0.5,0.25],"index":1},
+        {"object":"embedding","embedding":[0.125,-0.5],"index":0}],
+        "model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+    let server = FixtureServer::start(vec![Scripted::json(200, reply)]).await;
+    let executor = HttpExecutor::new(HttpConfig::default()).unwrap();
+    let config = OpenAiConfig::openai(Some("sk-test".into()), Some(format!("{}/v1", server.url())));
+    let exllm = ExLLM::builder()
+        .provider(Arc::new(OpenAiProvider::new(config, executor)))
+        .build();
+    let out = exllm
+        .embed(
+            "openai/text-embedding-3-small",
+            vec!["first".into(), "second".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.embeddings, vec![vec![0.125, -0.5], vec![0.5, 0.25]]);
+    assert_eq!(out.usage.input_tokens, 8);
+    // text-embedding-3-small: $0.02 per 1M tokens × 8 tokens.
+    assert_eq!(out.cost.unwrap().total_usd.to_string(), "0.00000016");
+
+    let err = exllm
+        .embed("openai/text-embedding-3-small", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Validation);
+}
