@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use exllm_core::{Conversation, ConversationStore, Cost, Error, ErrorKind, Message, Result, Usage};
+use exllm_core::{
+    Conversation, ConversationFilter, ConversationStore, Cost, Error, ErrorKind, Message, Result,
+    Usage,
+};
 use tokio::sync::Mutex;
 
 /// Conversations in a map behind one lock; gone when the process ends.
@@ -30,12 +33,9 @@ impl InMemoryStore {
     }
 
     fn fresh_id(&self, seq: u64) -> String {
+        let millis = now_ms();
         // Time-prefixed so ids sort by creation and stay unique across restarts of a process
         // that exported them; the sequence keeps them unique within one.
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
         format!("conv_{millis:x}{seq:04x}")
     }
 }
@@ -47,6 +47,9 @@ impl ConversationStore for InMemoryStore {
         if conversation.id.is_empty() {
             conversation.id = self.fresh_id(seq);
         }
+        let now = now_ms();
+        conversation.created_at_ms = now;
+        conversation.updated_at_ms = now;
         let id = conversation.id.clone();
         let mut map = self.conversations.lock().await;
         if map.contains_key(&id) {
@@ -87,14 +90,41 @@ impl ConversationStore for InMemoryStore {
         Ok(stored.conversation.clone())
     }
 
-    async fn list(&self) -> Result<Vec<Conversation>> {
+    async fn list(&self, filter: &ConversationFilter) -> Result<Vec<Conversation>> {
         let map = self.conversations.lock().await;
-        let mut all: Vec<&Stored> = map.values().collect();
+        let mut all: Vec<&Stored> = map
+            .values()
+            .filter(|s| {
+                filter
+                    .provider
+                    .as_ref()
+                    .is_none_or(|p| *p == s.conversation.provider)
+            })
+            .filter(|s| {
+                filter
+                    .model
+                    .as_ref()
+                    .is_none_or(|m| *m == s.conversation.model)
+            })
+            .collect();
         all.sort_by_key(|s| std::cmp::Reverse(s.seq));
-        Ok(all.into_iter().map(|s| s.conversation.clone()).collect())
+        Ok(all
+            .into_iter()
+            .skip(filter.offset)
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .map(|s| s.conversation.clone())
+            .collect())
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
         Ok(self.conversations.lock().await.remove(id).is_some())
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }

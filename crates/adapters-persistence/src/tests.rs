@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use exllm_core::{Conversation, ConversationStore, ErrorKind, Message, Usage};
+use exllm_core::{Conversation, ConversationFilter, ConversationStore, ErrorKind, Message, Usage};
 
 use crate::InMemoryStore;
 
@@ -30,7 +30,7 @@ async fn create_append_get_list_delete() {
     assert_eq!(updated.messages.len(), 2);
     assert_eq!(updated.usage.total_tokens(), 7);
     let listed: Vec<String> = store
-        .list()
+        .list(&ConversationFilter::all())
         .await
         .unwrap()
         .into_iter()

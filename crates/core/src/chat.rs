@@ -343,6 +343,10 @@ pub struct ChatRequest {
     /// Provider-specific HTTP headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_headers: Vec<(String, String)>,
+    /// Per-call data for the middleware (caller key, cache control, …). Not sent to the
+    /// provider, not serialized, ignored by equality.
+    #[serde(skip)]
+    pub extensions: crate::extensions::Extensions,
 }
 
 impl ChatRequest {
@@ -416,6 +420,11 @@ impl ChatRequest {
         self.extra_body.insert(key.into(), value);
         self
     }
+    /// Attaches per-call data for the middleware (see [`crate::extensions`]).
+    pub fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
     /// Adds a provider-specific header.
     pub fn extra_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra_headers.push((name.into(), value.into()));
@@ -474,6 +483,14 @@ pub struct ChatResponse {
     /// Provider metadata worth keeping (system fingerprint, service tier, request id, …).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+    /// How many attempts the call took (retries add to it; a cached reply keeps the count of
+    /// the call that filled the cache).
+    #[serde(default = "one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl ChatResponse {
@@ -489,6 +506,7 @@ impl ChatResponse {
             usage: Usage::default(),
             cost: None,
             metadata: Map::new(),
+            attempts: 1,
         }
     }
 

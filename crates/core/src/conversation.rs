@@ -26,6 +26,12 @@ pub struct Conversation {
     /// Free-form metadata.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+    /// When the store created it, in milliseconds since the Unix epoch (set by the store).
+    #[serde(default)]
+    pub created_at_ms: u64,
+    /// When the store last appended to it (set by the store).
+    #[serde(default)]
+    pub updated_at_ms: u64,
 }
 
 impl Conversation {
@@ -43,6 +49,8 @@ impl Conversation {
             usage: Usage::default(),
             cost: None,
             metadata: Map::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
         }
     }
 

@@ -194,7 +194,7 @@ impl std::fmt::Display for ModelAddress {
 
 struct Inner {
     providers: RwLock<BTreeMap<String, Arc<dyn ChatProvider>>>,
-    catalogue: Catalogue,
+    catalogue: Arc<Catalogue>,
     store: Option<Arc<dyn ConversationStore>>,
     middleware: Vec<Arc<dyn Middleware>>,
     defaults: CallOptions,
@@ -314,9 +314,10 @@ impl ExLLMBuilder {
         ExLLM {
             inner: Arc::new(Inner {
                 providers: RwLock::new(self.providers),
-                catalogue: self
-                    .catalogue
-                    .unwrap_or_else(|| Catalogue::builtin().clone()),
+                catalogue: Arc::new(
+                    self.catalogue
+                        .unwrap_or_else(|| Catalogue::builtin().clone()),
+                ),
                 store: self.store,
                 middleware: self.middleware,
                 defaults: self.defaults,
@@ -422,13 +423,10 @@ impl ExLLM {
         options: &CallOptions,
     ) -> Result<ChatResponse> {
         let (provider, request) = self.prepare(address, input.into(), options)?;
-        let requested = request.model.clone();
-        let mut response = Next::new(&self.inner.middleware, provider.as_ref())
+        let priced = self.priced(provider);
+        Next::new(&self.inner.middleware, &priced)
             .run(request)
             .await
-            .map_err(|e| e.or_provider(provider.name()))?;
-        self.price(provider.as_ref(), &requested, &mut response);
-        Ok(response)
     }
 
     /// Sends `input` and streams the reply. The stream's last event is
@@ -446,12 +444,10 @@ impl ExLLM {
         options: &CallOptions,
     ) -> Result<ChatStream> {
         let (provider, request) = self.prepare(address, input.into(), options)?;
-        let requested = request.model.clone();
-        let stream = Next::new(&self.inner.middleware, provider.as_ref())
+        let priced = self.priced(provider);
+        Next::new(&self.inner.middleware, &priced)
             .run_stream(request)
             .await
-            .map_err(|e| e.or_provider(provider.name()))?;
-        Ok(self.priced_stream(provider, requested, stream))
     }
 
     /// Embeds `inputs` with the model at `address`; the response carries usage and cost.
@@ -578,32 +574,70 @@ impl ExLLM {
         Ok((provider, request))
     }
 
-    /// Fills in provider name and cost; warns when the model has no price.
-    fn price(&self, provider: &dyn ChatProvider, requested: &str, response: &mut ChatResponse) {
-        price_response(&self.inner.catalogue, provider, requested, response);
+    /// `provider` wrapped so that every response and final stream event leaving it is priced:
+    /// middleware (caches, the ledger) then see costs.
+    fn priced(&self, provider: Arc<dyn ChatProvider>) -> Priced {
+        Priced {
+            provider,
+            catalogue: Arc::clone(&self.inner.catalogue),
+        }
+    }
+}
+
+/// A provider whose responses are priced from the catalogue as they leave it, and whose
+/// streams always end with `Done` or an error: the innermost step of every pipeline.
+#[derive(Debug)]
+struct Priced {
+    provider: Arc<dyn ChatProvider>,
+    catalogue: Arc<Catalogue>,
+}
+
+#[async_trait::async_trait]
+impl ChatProvider for Priced {
+    fn name(&self) -> &str {
+        self.provider.name()
     }
 
-    fn priced_stream(
-        &self,
-        provider: Arc<dyn ChatProvider>,
-        requested: String,
-        stream: ChatStream,
-    ) -> ChatStream {
-        let exllm = self.clone();
-        let name = provider.name().to_owned();
-        let stream = futures_util::stream::unfold(Some((stream, provider)), move |state| {
-            let exllm = exllm.clone();
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
+        let requested = request.model.clone();
+        let mut response = self
+            .provider
+            .chat(request)
+            .await
+            .map_err(|e| e.or_provider(self.provider.name()))?;
+        price_response(
+            &self.catalogue,
+            self.provider.as_ref(),
+            &requested,
+            &mut response,
+        );
+        Ok(response)
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let requested = request.model.clone();
+        let name = self.provider.name().to_owned();
+        let stream = self
+            .provider
+            .stream(request)
+            .await
+            .map_err(|e| e.or_provider(&name))?;
+        let provider = Arc::clone(&self.provider);
+        let catalogue = Arc::clone(&self.catalogue);
+        let stream = futures_util::stream::unfold(Some(stream), move |state| {
+            let provider = Arc::clone(&provider);
+            let catalogue = Arc::clone(&catalogue);
             let requested = requested.clone();
             let name = name.clone();
             async move {
-                let (mut stream, provider) = state?;
+                let mut stream = state?;
                 match stream.next().await {
                     Some(Ok(StreamEvent::Done(mut response))) => {
-                        exllm.price(provider.as_ref(), &requested, &mut response);
+                        price_response(&catalogue, provider.as_ref(), &requested, &mut response);
                         // Done is the last event: end the stream after it.
                         Some((Ok(StreamEvent::Done(response)), None))
                     }
-                    Some(Ok(event)) => Some((Ok(event), Some((stream, provider)))),
+                    Some(Ok(event)) => Some((Ok(event), Some(stream))),
                     Some(Err(err)) => Some((Err(err.or_provider(&name)), None)),
                     None => Some((
                         Err(Error::new(
@@ -616,7 +650,23 @@ impl ExLLM {
                 }
             }
         });
-        Box::pin(stream)
+        Ok(Box::pin(stream))
+    }
+
+    async fn list_models(&self) -> Result<Vec<Model>> {
+        self.provider.list_models().await
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.provider.health().await
+    }
+
+    async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse> {
+        self.provider.embed(request).await
+    }
+
+    fn pricing(&self, model: &str) -> Option<crate::model::Pricing> {
+        self.provider.pricing(model)
     }
 }
 
@@ -788,9 +838,12 @@ impl Conversations<'_> {
         self.store()?.get(id).await?.ok_or_else(|| not_found(id))
     }
 
-    /// Every conversation.
-    pub async fn list(&self) -> Result<Vec<Conversation>> {
-        self.store()?.list().await
+    /// Conversations matching `filter`, newest first.
+    pub async fn list(
+        &self,
+        filter: &crate::ports::ConversationFilter,
+    ) -> Result<Vec<Conversation>> {
+        self.store()?.list(filter).await
     }
 
     /// Deletes conversation `id`.

@@ -10,7 +10,9 @@ pub mod conversation;
 pub mod cost;
 pub mod embed;
 pub mod error;
+pub mod extensions;
 pub mod facade;
+pub mod ledger;
 pub mod model;
 pub mod ports;
 pub mod secret;
@@ -27,9 +29,14 @@ pub use conversation::Conversation;
 pub use cost::Cost;
 pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{Error, ErrorBody, ErrorKind, Result};
+pub use extensions::{CacheControl, CallerKey, ConversationRef, Extensions};
 pub use facade::{CallOptions, ChatInput, Conversations, ExLLM, ExLLMBuilder, ModelAddress};
+pub use ledger::{GroupBy, Outcome, UsageQuery, UsageRecord, UsageTotal};
 pub use model::{Capabilities, Capability, Catalogue, Model, ModelKind, Pricing};
-pub use ports::{ChatProvider, ConversationStore, Middleware, Next};
+pub use ports::{
+    Acquire, ChatProvider, ConversationFilter, ConversationStore, Middleware, Next, RateLimitStore,
+    ResponseCache, UsageLedger,
+};
 pub use rust_decimal::Decimal;
 pub use secret::Secret;
 pub use stream::{ChatStream, StreamAccumulator, StreamEvent};

@@ -9,6 +9,7 @@ use crate::conversation::Conversation;
 use crate::cost::Cost;
 use crate::embed::{EmbedRequest, EmbedResponse};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ledger::{UsageQuery, UsageRecord, UsageTotal};
 use crate::model::{Model, Pricing};
 use crate::stream::ChatStream;
 use crate::usage::Usage;
@@ -72,11 +73,93 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
         cost: Option<Cost>,
     ) -> Result<Conversation>;
 
-    /// Every conversation's id, provider and model (newest first where the store knows).
-    async fn list(&self) -> Result<Vec<Conversation>>;
+    /// Conversations matching `filter`, newest first (by creation), one page of them.
+    async fn list(&self, filter: &ConversationFilter) -> Result<Vec<Conversation>>;
 
     /// Deletes conversation `id`; returns whether it existed.
     async fn delete(&self, id: &str) -> Result<bool>;
+}
+
+/// Which conversations to list, and which page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConversationFilter {
+    /// Only this provider's.
+    pub provider: Option<String>,
+    /// Only this model's.
+    pub model: Option<String>,
+    /// At most this many (all when `None`).
+    pub limit: Option<usize>,
+    /// Skip this many first.
+    pub offset: usize,
+}
+
+impl ConversationFilter {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+    /// Only `provider`'s conversations.
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+    /// Only `model`'s conversations.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+    /// One page: `limit` conversations after skipping `offset`.
+    pub fn page(mut self, offset: usize, limit: usize) -> Self {
+        self.offset = offset;
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// Where every call's usage and cost is recorded, for budgets and reports.
+#[async_trait]
+pub trait UsageLedger: Send + Sync + std::fmt::Debug {
+    /// Records one attempt.
+    async fn record(&self, record: UsageRecord) -> Result<()>;
+
+    /// Totals over the records `query` covers, grouped as it says, sorted by key.
+    async fn totals(&self, query: &UsageQuery) -> Result<Vec<UsageTotal>>;
+}
+
+/// A response cache backend (in-process, Redis, …): opaque bytes under a key, with a TTL.
+/// The cache middleware owns keys and (de)serialization; a backend only stores.
+#[async_trait]
+pub trait ResponseCache: Send + Sync + std::fmt::Debug {
+    /// The bytes stored under `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Stores `value` under `key` for `ttl`.
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: std::time::Duration) -> Result<()>;
+}
+
+/// What a rate-limit backend answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// The amount was taken.
+    Granted,
+    /// Not now: the amount would be available after this wait.
+    Wait(std::time::Duration),
+}
+
+/// A rate-limit backend (in-process, Redis, …): buckets of `limit` units per `window`.
+/// A distributed backend must take atomically, so that instances sharing it never exceed a
+/// limit together.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync + std::fmt::Debug {
+    /// Takes `amount` units from bucket `key`, whose capacity is `limit` per `window`.
+    async fn acquire(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: u64,
+        window: std::time::Duration,
+    ) -> Result<Acquire>;
 }
 
 /// The rest of the pipeline after a middleware: the later middleware, then the provider.
