@@ -6,6 +6,7 @@
 //! and `exllm-app` wires them together. Most users depend on the `exllm` umbrella crate instead.
 
 pub mod chat;
+pub mod context;
 pub mod conversation;
 pub mod cost;
 pub mod embed;

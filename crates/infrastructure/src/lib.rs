@@ -3,14 +3,24 @@
 //! Provider adapters translate; everything about sending — pooling, timeouts, status and body
 //! to typed errors, secret scrubbing, stream framing with size caps — lives here, once.
 
+pub mod breaker;
+pub mod cache;
+pub mod fallback;
 pub mod headers;
 pub mod http;
 mod line;
 pub mod ndjson;
 mod provider_error;
+pub mod ratelimit;
+pub mod recorder;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod retry;
 pub mod sse;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timeout;
+pub mod tokens;
 
 pub use headers::RateLimitInfo;
 pub use http::{

@@ -4,6 +4,9 @@
 mod decoders;
 mod executor;
 mod fixture_server;
+mod limits_cache;
+mod resilience;
+mod tokens;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,1 @@
+//! Context windows: token counting and fitting strategies (being built).

@@ -1,0 +1,1 @@
+//! breaker middleware (being built).

@@ -1,0 +1,1 @@
+//! ratelimit middleware (being built).

@@ -1,0 +1,1 @@
+//! retry middleware (being built).

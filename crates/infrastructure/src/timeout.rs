@@ -1,0 +1,1 @@
+//! timeout middleware (being built).

@@ -1,0 +1,1 @@
+//! tokens middleware (being built).

@@ -1,0 +1,1 @@
+//! limits_cache tests (being built).
