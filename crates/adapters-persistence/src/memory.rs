@@ -1,23 +1,32 @@
-//! An in-memory conversation store: the default for library users and tests.
+//! The in-memory store: conversations and the usage ledger in maps behind locks, gone when the
+//! process ends. The default for library users and tests.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use exllm_core::{
-    Conversation, ConversationFilter, ConversationStore, Cost, Error, ErrorKind, Message, Result,
-    Usage,
+    Conversation, ConversationFilter, ConversationStore, Cost, Error, ErrorKind, Message, Outcome,
+    Result, Usage, UsageLedger, UsageQuery, UsageRecord, UsageTotal,
 };
 use tokio::sync::Mutex;
 
-/// Conversations in a map behind one lock; gone when the process ends.
+use crate::ids::{fresh_conversation_id, now_ms};
+use crate::ledger::{Totals, TotalsRow, add_cost, covers};
+
+/// Conversations and ledger records in memory.
 ///
 /// Appends are atomic: concurrent sends to one conversation each land whole, in a total order.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
-    conversations: Mutex<BTreeMap<String, Stored>>,
-    next: AtomicU64,
+    conversations: Mutex<Conversations>,
+    records: Mutex<Vec<UsageRecord>>,
+}
+
+#[derive(Debug, Default)]
+struct Conversations {
+    /// Creation order, so that listing is newest first even within one millisecond.
+    next_seq: u64,
+    by_id: BTreeMap<String, Stored>,
 }
 
 #[derive(Debug)]
@@ -31,35 +40,25 @@ impl InMemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
-
-    fn fresh_id(&self, seq: u64) -> String {
-        let millis = now_ms();
-        // Time-prefixed so ids sort by creation and stay unique across restarts of a process
-        // that exported them; the sequence keeps them unique within one.
-        format!("conv_{millis:x}{seq:04x}")
-    }
 }
 
 #[async_trait]
 impl ConversationStore for InMemoryStore {
     async fn create(&self, mut conversation: Conversation) -> Result<String> {
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
         if conversation.id.is_empty() {
-            conversation.id = self.fresh_id(seq);
+            conversation.id = fresh_conversation_id();
         }
         let now = now_ms();
         conversation.created_at_ms = now;
         conversation.updated_at_ms = now;
         let id = conversation.id.clone();
-        let mut map = self.conversations.lock().await;
-        if map.contains_key(&id) {
-            return Err(Error::new(
-                ErrorKind::Validation,
-                format!("a conversation with id `{id}` already exists"),
-            )
-            .with_field("id"));
+        let mut all = self.conversations.lock().await;
+        if all.by_id.contains_key(&id) {
+            return Err(already_exists(&id));
         }
-        map.insert(id.clone(), Stored { seq, conversation });
+        let seq = all.next_seq;
+        all.next_seq += 1;
+        all.by_id.insert(id.clone(), Stored { seq, conversation });
         Ok(id)
     }
 
@@ -68,6 +67,7 @@ impl ConversationStore for InMemoryStore {
             .conversations
             .lock()
             .await
+            .by_id
             .get(id)
             .map(|s| s.conversation.clone()))
     }
@@ -79,36 +79,34 @@ impl ConversationStore for InMemoryStore {
         usage: Usage,
         cost: Option<Cost>,
     ) -> Result<Conversation> {
-        let mut map = self.conversations.lock().await;
-        let stored = map.get_mut(id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("no conversation with id `{id}`"),
-            )
-        })?;
-        stored.conversation.record(messages, &usage, cost.as_ref());
-        Ok(stored.conversation.clone())
+        let mut all = self.conversations.lock().await;
+        let stored = all.by_id.get_mut(id).ok_or_else(|| not_found(id))?;
+        // Sum the cost first: an overflow must leave the conversation untouched.
+        let mut total_cost = stored.conversation.cost;
+        if let Some(cost) = &cost {
+            add_cost(&mut total_cost, cost)?;
+        }
+        let conversation = &mut stored.conversation;
+        conversation.messages.extend(messages);
+        conversation.usage.add(&usage);
+        conversation.cost = total_cost;
+        conversation.updated_at_ms = now_ms().max(conversation.updated_at_ms);
+        Ok(conversation.clone())
     }
 
     async fn list(&self, filter: &ConversationFilter) -> Result<Vec<Conversation>> {
-        let map = self.conversations.lock().await;
-        let mut all: Vec<&Stored> = map
+        let all = self.conversations.lock().await;
+        let mut matching: Vec<&Stored> = all
+            .by_id
             .values()
             .filter(|s| {
-                filter
-                    .provider
-                    .as_ref()
-                    .is_none_or(|p| *p == s.conversation.provider)
-            })
-            .filter(|s| {
-                filter
-                    .model
-                    .as_ref()
-                    .is_none_or(|m| *m == s.conversation.model)
+                let c = &s.conversation;
+                filter.provider.as_ref().is_none_or(|p| *p == c.provider)
+                    && filter.model.as_ref().is_none_or(|m| *m == c.model)
             })
             .collect();
-        all.sort_by_key(|s| std::cmp::Reverse(s.seq));
-        Ok(all
+        matching.sort_by_key(|s| std::cmp::Reverse((s.conversation.created_at_ms, s.seq)));
+        Ok(matching
             .into_iter()
             .skip(filter.offset)
             .take(filter.limit.unwrap_or(usize::MAX))
@@ -117,14 +115,50 @@ impl ConversationStore for InMemoryStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
-        Ok(self.conversations.lock().await.remove(id).is_some())
+        Ok(self.conversations.lock().await.by_id.remove(id).is_some())
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
+#[async_trait]
+impl UsageLedger for InMemoryStore {
+    async fn record(&self, record: UsageRecord) -> Result<()> {
+        self.records.lock().await.push(record);
+        Ok(())
+    }
+
+    async fn totals(&self, query: &UsageQuery) -> Result<Vec<UsageTotal>> {
+        let records = self.records.lock().await;
+        let mut totals = Totals::new(query.group_by);
+        for r in records
+            .iter()
+            .filter(|r| covers(query, r.at_ms, r.caller.as_deref()))
+        {
+            totals.add(TotalsRow {
+                at_ms: r.at_ms,
+                provider: &r.provider,
+                model: &r.model,
+                caller: r.caller.as_deref(),
+                usage: r.usage,
+                cost_usd: r.cost.map(|c| c.total_usd),
+                is_error: matches!(r.outcome, Outcome::Error(_)),
+            })?;
+        }
+        Ok(totals.finish())
+    }
+}
+
+/// The error for a conversation id that does not exist.
+pub(crate) fn not_found(id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("no conversation with id `{id}`"),
+    )
+}
+
+/// The error for creating a conversation under an id already taken.
+pub(crate) fn already_exists(id: &str) -> Error {
+    Error::validation(
+        "id",
+        format!("a conversation with id `{id}` already exists"),
+    )
 }

@@ -46,6 +46,11 @@ enum Command {
     Models(ModelsArgs),
     /// List providers and whether each is configured.
     Providers(JsonFlag),
+    /// Stored conversations: list, show, delete, export, import.
+    #[command(subcommand)]
+    Conversations(crate::history::ConversationsCommand),
+    /// Usage and cost from the ledger, grouped by provider, model, day or caller.
+    Usage(crate::history::UsageArgs),
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -85,6 +90,10 @@ struct ChatArgs {
     /// The most tokens to generate.
     #[arg(long, value_name = "N")]
     max_tokens: Option<u32>,
+    /// Continue a stored conversation (`new` starts one; see `exllm conversations`). The whole
+    /// history is sent; with --json the object gains `conversation_id`.
+    #[arg(long, value_name = "new|ID")]
+    conversation: Option<String>,
     /// The message (default: read from stdin).
     #[arg(value_name = "MESSAGE")]
     message: Vec<String>,
@@ -144,6 +153,17 @@ pub async fn run(cli: Cli, env: Environment) -> ExitCode {
             finish(models(config, &env, args).await, json)
         }
         Command::Providers(flag) => finish(providers(config, &env, flag.json), flag.json),
+        Command::Conversations(cmd) => {
+            let json = cmd.json();
+            finish(
+                crate::history::conversations(wire(config, &env), cmd).await,
+                json,
+            )
+        }
+        Command::Usage(args) => {
+            let json = args.json;
+            finish(crate::history::usage(wire(config, &env), args).await, json)
+        }
     }
 }
 
@@ -164,7 +184,7 @@ fn finish(result: Result<()>, json: bool) -> ExitCode {
     }
 }
 
-fn wire(config: Option<&std::path::Path>, env: &Environment) -> Result<Wired> {
+pub(crate) fn wire(config: Option<&std::path::Path>, env: &Environment) -> Result<Wired> {
     let settings = Settings::load(config, env)?;
     wiring::build(&settings)
 }
@@ -192,25 +212,86 @@ async fn chat(config: Option<&std::path::Path>, env: &Environment, args: ChatArg
     options.system = args.system.clone();
 
     let exllm = &wired.exllm;
-    let response = if args.stream {
-        let stream = exllm.stream_with(&address, message, &options).await?;
-        if args.json {
-            collect(stream).await?
-        } else {
-            print_stream(stream).await?
+    let conversation_id = match args.conversation.as_deref() {
+        None => None,
+        Some("new") => {
+            let conversation = exllm
+                .conversations()
+                .new(&address, args.system.as_deref())
+                .await?;
+            Some(conversation.id)
         }
-    } else {
-        let target = exllm.resolve(&address)?;
-        with_progress(
-            &format!("waiting for {target}"),
-            exllm.chat_with(&address, message, &options),
-        )
-        .await?
+        Some(id) => {
+            let conversation = exllm.conversations().get(id).await?;
+            if args.system.is_some() {
+                return Err(Error::validation(
+                    "system",
+                    "--system sets the prompt of a new conversation; this one already exists",
+                ));
+            }
+            if let Some(model) = &args.model
+                && exllm.resolve(model)?.to_string() != conversation.address()
+            {
+                return Err(Error::validation(
+                    "model",
+                    format!(
+                        "conversation {id} talks to {}; drop -m or start a new one",
+                        conversation.address()
+                    ),
+                ));
+            }
+            Some(conversation.id)
+        }
+    };
+
+    let response = match &conversation_id {
+        Some(id) => {
+            let mut turn = exllm_core::ChatRequest::default().user(message);
+            turn.temperature = args.temperature;
+            turn.max_tokens = args.max_tokens;
+            if args.stream {
+                let stream = exllm.conversations().send_stream(id, turn).await?;
+                if args.json {
+                    collect(stream).await?
+                } else {
+                    print_stream(stream).await?
+                }
+            } else {
+                with_progress(
+                    "waiting for the reply",
+                    exllm.conversations().send(id, turn),
+                )
+                .await?
+            }
+        }
+        None if args.stream => {
+            let stream = exllm.stream_with(&address, message, &options).await?;
+            if args.json {
+                collect(stream).await?
+            } else {
+                print_stream(stream).await?
+            }
+        }
+        None => {
+            let target = exllm.resolve(&address)?;
+            with_progress(
+                &format!("waiting for {target}"),
+                exllm.chat_with(&address, message, &options),
+            )
+            .await?
+        }
     };
 
     if args.json {
-        println!("{}", response_json(&response));
+        let mut object = response_json(&response);
+        if let (Some(id), Some(obj)) = (&conversation_id, object.as_object_mut()) {
+            obj.insert("conversation_id".into(), json!(id));
+        }
+        println!("{object}");
     } else {
+        if let Some(id) = &conversation_id {
+            eprintln!("conversation: {id}");
+        }
         if !args.stream {
             print_plain(&response);
         }

@@ -205,12 +205,145 @@ pub struct Settings {
     pub aliases: BTreeMap<String, String>,
     /// A catalogue file whose models and prices override the built-in ones.
     pub catalogue: Option<PathBuf>,
+    /// Where conversations and the usage ledger live (`EXLLM_DATABASE_URL`): `sqlite://path`,
+    /// `sqlite::memory:`, `postgres://…` or `memory://`. Default: an SQLite file in the user's
+    /// data directory.
+    pub database_url: Option<String>,
+    /// Redis for the shared cache and rate limits (`EXLLM_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Fitting conversation histories to context windows.
+    pub context: ContextSection,
+    /// Retries.
+    pub retry: RetrySection,
+    /// Circuit breakers.
+    pub breaker: BreakerSection,
+    /// The response cache.
+    pub cache: CacheSection,
+    /// Rate limits.
+    pub limits: LimitsSection,
+    /// Fallbacks: a primary `provider/model` → the targets tried after it, in order.
+    pub fallbacks: BTreeMap<String, Vec<String>>,
     /// User-defined OpenAI-compatible services (`kind = "openai-compatible"`), by name.
     #[serde(skip)]
     pub compatible: BTreeMap<String, CompatibleSpec>,
     /// The file the settings came from, if any.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// ExLLM's data directory (`$XDG_DATA_HOME/exllm`, or the platform's equivalent).
+    #[serde(skip)]
+    pub data_dir: PathBuf,
+}
+
+/// `[context]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ContextSection {
+    /// `sliding_window` (default), `keep_system_and_newest` or `none`.
+    pub strategy: exllm_core::context::ContextStrategy,
+    /// Tokens kept free for what counting only estimates.
+    pub reserve_tokens: u64,
+}
+
+impl Default for ContextSection {
+    fn default() -> Self {
+        Self {
+            strategy: exllm_core::context::ContextStrategy::default(),
+            reserve_tokens: 256,
+        }
+    }
+}
+
+/// `[retry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetrySection {
+    /// Retries after the first attempt (0 turns retries off).
+    pub max_retries: u32,
+    /// The longest `retry-after` honoured; longer waits give up at once.
+    pub max_wait_secs: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            max_wait_secs: 60,
+        }
+    }
+}
+
+/// `[breaker]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BreakerSection {
+    /// Whether circuit breakers are on.
+    pub enabled: bool,
+    /// Consecutive failures that open a circuit.
+    pub failure_threshold: u32,
+    /// How long a circuit stays open before a probe.
+    pub cool_down_secs: u64,
+    /// One circuit per model rather than per provider.
+    pub per_model: bool,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: 5,
+            cool_down_secs: 30,
+            per_model: false,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CacheSection {
+    /// Whether replies are cached.
+    pub enabled: bool,
+    /// How long a reply stays cached.
+    pub ttl_secs: u64,
+    /// The in-process cache's size bound.
+    pub max_bytes: u64,
+    /// Also cache requests with temperature above zero.
+    pub cache_sampled: bool,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ttl_secs: 3600,
+            max_bytes: 64 * 1024 * 1024,
+            cache_sampled: false,
+        }
+    }
+}
+
+/// Requests and tokens per minute.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default)]
+pub struct LimitValues {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LimitsSection {
+    /// `fail_fast` (default) or `wait`.
+    pub mode: Option<String>,
+    /// The longest a call waits for capacity in `wait` mode.
+    pub max_wait_secs: Option<u64>,
+    /// Per-provider limits, by provider name.
+    pub providers: BTreeMap<String, LimitValues>,
+    /// The default limit of each caller key.
+    pub per_caller: Option<LimitValues>,
 }
 
 /// `EXLLM_*` variables that are not settings.
@@ -223,6 +356,28 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "providers",
     "aliases",
     "catalogue",
+    "database_url",
+    "redis_url",
+    "context",
+    "retry",
+    "breaker",
+    "cache",
+    "limits",
+    "fallbacks",
+];
+
+/// The top-level keys whose value is a table.
+const TABLE_KEYS: &[&str] = &[
+    "defaults",
+    "http",
+    "providers",
+    "aliases",
+    "context",
+    "retry",
+    "breaker",
+    "cache",
+    "limits",
+    "fallbacks",
 ];
 
 impl Settings {
@@ -310,6 +465,7 @@ impl Settings {
         };
         settings.source = path;
         settings.compatible = compatible;
+        settings.data_dir = data_dir(env);
 
         // The providers' standard variables win over the file: they are how keys are meant
         // to be given (DESIGN §5).
@@ -406,6 +562,15 @@ impl Settings {
         }
     }
 
+    /// The store URL: `database_url` / `EXLLM_DATABASE_URL`, else an SQLite file in the user's
+    /// data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("exllm.db").display()),
+        }
+    }
+
     /// The settings of `provider`, when any.
     pub fn provider(&self, name: &str) -> Option<&ProviderSettings> {
         self.providers.get(name)
@@ -427,7 +592,7 @@ fn check_shape(raw: &Value, problems: &mut Vec<String>) {
             ));
             continue;
         }
-        let expect_table = matches!(key.as_str(), "defaults" | "http" | "providers" | "aliases");
+        let expect_table = TABLE_KEYS.contains(&key.as_str());
         if expect_table && !value.is_object() {
             problems.push(format!("`{key}` must be a table"));
         }
@@ -451,6 +616,66 @@ fn check_shape(raw: &Value, problems: &mut Vec<String>) {
             }
         };
     check_fields("defaults", &["temperature", "max_tokens"], true, problems);
+    check_fields("retry", &["max_retries", "max_wait_secs"], true, problems);
+    check_fields(
+        "breaker",
+        &[
+            "enabled",
+            "failure_threshold",
+            "cool_down_secs",
+            "per_model",
+        ],
+        false,
+        problems,
+    );
+    check_fields(
+        "cache",
+        &["enabled", "ttl_secs", "max_bytes", "cache_sampled"],
+        false,
+        problems,
+    );
+    check_fields("context", &["strategy", "reserve_tokens"], false, problems);
+    check_fields(
+        "limits",
+        &["mode", "max_wait_secs", "providers", "per_caller"],
+        false,
+        problems,
+    );
+    if let Some(strategy) = table
+        .get("context")
+        .and_then(|c| c.get("strategy"))
+        .and_then(Value::as_str)
+        && strategy
+            .parse::<exllm_core::context::ContextStrategy>()
+            .is_err()
+    {
+        problems.push(format!(
+            "context.strategy must be sliding_window, keep_system_and_newest or none, got `{strategy}`"
+        ));
+    }
+    if let Some(mode) = table
+        .get("limits")
+        .and_then(|l| l.get("mode"))
+        .and_then(Value::as_str)
+        && !["fail_fast", "wait"].contains(&mode)
+    {
+        problems.push(format!(
+            "limits.mode must be fail_fast or wait, got `{mode}`"
+        ));
+    }
+    if let Some(fallbacks) = table.get("fallbacks").and_then(Value::as_object) {
+        for (primary, targets) in fallbacks {
+            let ok = targets.as_array().is_some_and(|t| {
+                t.iter()
+                    .all(|v| v.as_str().is_some_and(|s| s.contains('/')))
+            });
+            if !ok {
+                problems.push(format!(
+                    "fallbacks.\"{primary}\" must be a list of provider/model strings"
+                ));
+            }
+        }
+    }
     check_fields(
         "http",
         &["connect_timeout_secs", "timeout_secs", "idle_timeout_secs"],
@@ -553,4 +778,20 @@ fn compatible_specs(raw: &Value, problems: &mut Vec<String>) -> BTreeMap<String,
         }
     }
     out
+}
+
+/// `$XDG_DATA_HOME/exllm`, else `$HOME/.local/share/exllm` on Unix, else the platform's data
+/// directory, else `./.exllm`.
+fn data_dir(env: &Environment) -> PathBuf {
+    if let Some(xdg) = env.get("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("exllm");
+    }
+    if cfg!(target_os = "linux")
+        && let Some(home) = env.get("HOME")
+    {
+        return PathBuf::from(home).join(".local/share/exllm");
+    }
+    dirs::data_dir()
+        .map(|d| d.join("exllm"))
+        .unwrap_or_else(|| PathBuf::from(".exllm"))
 }

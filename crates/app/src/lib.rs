@@ -5,11 +5,14 @@
 //! installs a tracing subscriber.
 
 pub mod config;
+pub mod lazy;
 pub mod output;
 pub mod wiring;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod history;
 
 pub use config::{Environment, Settings};
 pub use wiring::{Wired, build, from_env};

@@ -1,16 +1,26 @@
 //! Wiring: turns [`Settings`] into an [`ExLLM`] with concrete adapters.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exllm_adapters_persistence::InMemoryStore;
 use exllm_adapters_providers::anthropic::{AnthropicConfig, AnthropicProvider};
 use exllm_adapters_providers::compatible;
 use exllm_adapters_providers::gemini::{GeminiConfig, GeminiProvider};
 use exllm_adapters_providers::ollama::{OllamaConfig, OllamaProvider};
 use exllm_adapters_providers::{MockProvider, OpenAiConfig, OpenAiProvider};
-use exllm_core::{CallOptions, Catalogue, ChatProvider, Error, ExLLM, Result, Secret};
-use exllm_infrastructure::{HttpConfig, HttpExecutor};
+use exllm_core::{
+    CallOptions, Catalogue, ChatProvider, ContextSettings, Error, ExLLM, Middleware,
+    RateLimitStore, ResponseCache, Result, Secret, UsageLedger,
+};
+use exllm_infrastructure::tokens::counter_for;
+use exllm_infrastructure::{
+    BreakerConfig, Cache, CacheConfig, CircuitBreaker, Fallback, FallbackConfig, FallbackTarget,
+    HttpConfig, HttpExecutor, InMemoryRateLimitStore, Limits, MokaCache, RateLimit,
+    RateLimitConfig, Retry, RetryConfig, TemperaturePolicy, Timeout, TimeoutConfig, UsageRecorder,
+};
+
+use crate::lazy::{LazyRedis, LazyStores};
 
 use crate::config::{Environment, Settings, builtin_providers};
 
@@ -26,6 +36,8 @@ pub struct Wired {
     pub unconfigured: Vec<(&'static str, &'static str)>,
     /// Whether the default model is the mock because no provider is configured.
     pub mock_fallback: bool,
+    /// The usage ledger every call is recorded in, when one is configured.
+    pub ledger: Option<Arc<dyn UsageLedger>>,
 }
 
 impl Wired {
@@ -60,9 +72,13 @@ pub fn build(settings: &Settings) -> Result<Wired> {
         ..HttpConfig::default()
     })?;
 
+    let stores = Arc::new(LazyStores::new(settings.database_url()));
+    let ledger: Arc<dyn UsageLedger> = stores.clone();
     let mut builder = ExLLM::builder()
         .provider(Arc::new(MockProvider::new()))
-        .store(Arc::new(InMemoryStore::new()));
+        .store(stores);
+    let mut registered: BTreeMap<String, Arc<dyn ChatProvider>> = BTreeMap::new();
+    registered.insert("mock".into(), Arc::new(MockProvider::new()));
 
     let mut unconfigured = Vec::new();
     let mut first_configured: Option<String> = None;
@@ -74,7 +90,9 @@ pub fn build(settings: &Settings) -> Result<Wired> {
             unconfigured.push((p.name, p.key_vars[0]));
             continue;
         }
-        builder = builder.provider(builtin(p.name, key, base_url, &executor)?);
+        let provider = builtin(p.name, key, base_url, &executor)?;
+        registered.insert(p.name.to_owned(), Arc::clone(&provider));
+        builder = builder.provider(provider);
         if p.needs_key()
             && first_configured.is_none()
             && let Some(model) = p.default_model
@@ -85,14 +103,34 @@ pub fn build(settings: &Settings) -> Result<Wired> {
     for (name, spec) in &settings.compatible {
         let key = settings.provider(name).and_then(|s| s.api_key.clone());
         let config = spec.config(key);
-        builder = builder.provider(Arc::new(OpenAiProvider::new(config, executor.clone())));
+        let provider: Arc<dyn ChatProvider> =
+            Arc::new(OpenAiProvider::new(config, executor.clone()));
+        registered.insert(name.clone(), Arc::clone(&provider));
+        builder = builder.provider(provider);
     }
 
+    let mut catalogue = Catalogue::builtin().clone();
     if let Some(path) = &settings.catalogue {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(format!("cannot read catalogue {}: {e}", path.display())))?;
-        builder = builder.catalogue(Catalogue::from_json(&text)?);
+        let overrides = Catalogue::from_json(&text)?;
+        catalogue.merge(overrides.clone());
+        builder = builder.catalogue(overrides);
     }
+
+    for middleware in pipeline(
+        settings,
+        &registered,
+        Arc::new(catalogue),
+        Arc::clone(&ledger),
+    )? {
+        builder = builder.middleware(middleware);
+    }
+    builder = builder.context(ContextSettings {
+        strategy: settings.context.strategy,
+        reserve: settings.context.reserve_tokens,
+        counter: Arc::new(|provider: &str, model: &str| counter_for(provider, model)),
+    });
 
     let mut defaults = CallOptions::default();
     defaults.temperature = settings.defaults.temperature;
@@ -113,7 +151,110 @@ pub fn build(settings: &Settings) -> Result<Wired> {
         exllm: builder.build(),
         unconfigured,
         mock_fallback,
+        ledger: Some(ledger),
     })
+}
+
+/// The middleware, outermost first (docs/middleware.md explains the order): Timeout → Cache →
+/// RateLimit → Fallback → CircuitBreaker → Retry → UsageRecorder.
+fn pipeline(
+    settings: &Settings,
+    providers: &BTreeMap<String, Arc<dyn ChatProvider>>,
+    catalogue: Arc<Catalogue>,
+    ledger: Arc<dyn UsageLedger>,
+) -> Result<Vec<Arc<dyn Middleware>>> {
+    let mut out: Vec<Arc<dyn Middleware>> = Vec::new();
+    let redis = settings
+        .redis_url
+        .as_ref()
+        .map(|url| Arc::new(LazyRedis::new(url.clone())));
+
+    out.push(Arc::new(Timeout::new(TimeoutConfig {
+        total: Some(Duration::from_secs(settings.http.timeout_secs)),
+        idle: None,
+    })));
+
+    if settings.cache.enabled {
+        let mut levels: Vec<Arc<dyn ResponseCache>> =
+            vec![Arc::new(MokaCache::new(settings.cache.max_bytes))];
+        if let Some(redis) = &redis {
+            levels.push(redis.clone());
+        }
+        let policy = if settings.cache.cache_sampled {
+            TemperaturePolicy::Always
+        } else {
+            TemperaturePolicy::Deterministic
+        };
+        let config = CacheConfig::new()
+            .ttl(Duration::from_secs(settings.cache.ttl_secs))
+            .temperature(policy);
+        out.push(Arc::new(Cache::new(levels, config)));
+    }
+
+    let limits = &settings.limits;
+    if !limits.providers.is_empty() || limits.per_caller.is_some() {
+        let to_limits = |v: &crate::config::LimitValues| {
+            let mut l = Limits::new();
+            if let Some(n) = v.requests_per_minute {
+                l = l.requests_per_minute(n);
+            }
+            if let Some(n) = v.tokens_per_minute {
+                l = l.tokens_per_minute(n);
+            }
+            l
+        };
+        let mut config = RateLimitConfig::new();
+        for (provider, values) in &limits.providers {
+            config = config.provider(provider.clone(), to_limits(values));
+        }
+        if let Some(values) = &limits.per_caller {
+            config = config.per_caller(to_limits(values));
+        }
+        config = match limits.mode.as_deref() {
+            Some("wait") => config.wait(Duration::from_secs(limits.max_wait_secs.unwrap_or(30))),
+            _ => config.fail_fast(),
+        };
+        let store: Arc<dyn RateLimitStore> = match &redis {
+            Some(redis) => redis.clone(),
+            None => Arc::new(InMemoryRateLimitStore::new()),
+        };
+        out.push(Arc::new(RateLimit::new(store, config)?));
+    }
+
+    for (primary, targets) in &settings.fallbacks {
+        let mut resolved = Vec::new();
+        for target in targets {
+            let address = exllm_core::ModelAddress::parse(target)?;
+            let provider = providers.get(&address.provider).ok_or_else(|| {
+                Error::config(format!(
+                    "fallbacks.\"{primary}\": provider `{}` is not configured",
+                    address.provider
+                ))
+            })?;
+            resolved.push(FallbackTarget::new(Arc::clone(provider), address.model));
+        }
+        let mut config = FallbackConfig::default();
+        config.targets = resolved;
+        config.primaries = vec![primary.clone()];
+        config.catalogue = Some(Arc::clone(&catalogue));
+        out.push(Arc::new(Fallback::new(config)));
+    }
+
+    if settings.breaker.enabled {
+        let mut config = BreakerConfig::default();
+        config.failure_threshold = settings.breaker.failure_threshold;
+        config.cool_down = Duration::from_secs(settings.breaker.cool_down_secs);
+        config.per_model = settings.breaker.per_model;
+        out.push(Arc::new(CircuitBreaker::new(config)));
+    }
+
+    let mut retry = RetryConfig::default();
+    retry.max_retries = settings.retry.max_retries;
+    retry.max_wait = Duration::from_secs(settings.retry.max_wait_secs);
+    out.push(Arc::new(Retry::new(retry)));
+
+    out.push(Arc::new(UsageRecorder::new(ledger)));
+    Ok(out)
 }
 
 /// The adapter of built-in provider `name`.

@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 use futures_util::StreamExt;
 
 use crate::chat::{ChatRequest, ChatResponse, Message, Role};
-use crate::conversation::Conversation;
+use crate::context::{ContextStrategy, EstimateCounter, TokenCounter};
+use crate::conversations::Conversations;
 use crate::embed::{EmbedRequest, EmbedResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Capability, Catalogue, Model};
@@ -56,7 +57,7 @@ impl From<ChatRequest> for ChatInput {
 }
 
 impl ChatInput {
-    fn into_messages(self) -> Vec<Message> {
+    pub(crate) fn into_messages(self) -> Vec<Message> {
         match self {
             Self::Text(text) => vec![Message::user(text)],
             Self::Messages(messages) => messages,
@@ -200,6 +201,40 @@ struct Inner {
     defaults: CallOptions,
     default_model: Option<String>,
     aliases: BTreeMap<String, String>,
+    context: ContextSettings,
+}
+
+/// Chooses the token counter for a `provider` and `model` (exact where an encoding is known).
+pub type CounterChooser = Arc<dyn Fn(&str, &str) -> Arc<dyn TokenCounter> + Send + Sync>;
+
+/// How conversation histories are fitted to a model's context window.
+#[derive(Clone)]
+pub struct ContextSettings {
+    /// The strategy.
+    pub strategy: ContextStrategy,
+    /// Tokens kept free on top of the output budget, for what counting only estimates.
+    pub reserve: u64,
+    /// The counter for each provider and model; the estimate by default.
+    pub counter: CounterChooser,
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        Self {
+            strategy: ContextStrategy::default(),
+            reserve: 256,
+            counter: Arc::new(|_, _| Arc::new(EstimateCounter) as Arc<dyn TokenCounter>),
+        }
+    }
+}
+
+impl std::fmt::Debug for ContextSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextSettings")
+            .field("strategy", &self.strategy)
+            .field("reserve", &self.reserve)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One API over every provider.
@@ -257,6 +292,7 @@ pub struct ExLLMBuilder {
     defaults: CallOptions,
     default_model: Option<String>,
     aliases: BTreeMap<String, String>,
+    context: ContextSettings,
 }
 
 impl std::fmt::Debug for ExLLMBuilder {
@@ -309,6 +345,11 @@ impl ExLLMBuilder {
         self.aliases.insert(name.into(), target.into());
         self
     }
+    /// Sets how conversation histories are fitted to a model's context window.
+    pub fn context(mut self, context: ContextSettings) -> Self {
+        self.context = context;
+        self
+    }
     /// Builds the client.
     pub fn build(self) -> ExLLM {
         ExLLM {
@@ -323,6 +364,7 @@ impl ExLLMBuilder {
                 defaults: self.defaults,
                 default_model: self.default_model,
                 aliases: self.aliases,
+                context: self.context,
             }),
         }
     }
@@ -548,6 +590,21 @@ impl ExLLM {
         Conversations { exllm: self }
     }
 
+    /// The client's default call options.
+    pub fn defaults(&self) -> &CallOptions {
+        &self.inner.defaults
+    }
+
+    /// How conversation histories are fitted to context windows.
+    pub fn context_settings(&self) -> &ContextSettings {
+        &self.inner.context
+    }
+
+    /// The conversation store, when one is configured.
+    pub fn store(&self) -> Option<&Arc<dyn ConversationStore>> {
+        self.inner.store.as_ref()
+    }
+
     /// Turns address, input and options into a validated request for a known provider.
     fn prepare(
         &self,
@@ -748,23 +805,13 @@ pub fn validate(request: &ChatRequest) -> Result<()> {
 /// nearer 4.5, code nearer 3), so that the estimate rarely exceeds the true count.
 const CHARS_PER_TOKEN: usize = 4;
 
-/// An estimate of a request's prompt tokens from its text; images and tool schemas are not
-/// counted. Exact counting per encoding comes with the token counter.
+/// A lower-bound estimate of a request's prompt tokens from its messages' text;
+/// images, tool schemas and chat framing are not counted
+/// ([`crate::context::EstimateCounter::count_content`]). The full estimate is
+/// [`crate::context::EstimateCounter`]'s `count_request`, and exact counts for an encoding come
+/// from a [`crate::context::TokenCounter`] such as tiktoken's in `exllm-infrastructure`.
 pub fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
-    let chars: usize = request
-        .messages
-        .iter()
-        .flat_map(|m| m.content.iter())
-        .map(|part| match part {
-            crate::chat::ContentPart::Text { text }
-            | crate::chat::ContentPart::Refusal { text } => text.chars().count(),
-            crate::chat::ContentPart::ToolResult(r) => r.content.chars().count(),
-            crate::chat::ContentPart::ToolCall(c) => c.arguments.to_string().chars().count(),
-            crate::chat::ContentPart::Reasoning(r) => r.text.chars().count(),
-            crate::chat::ContentPart::Image { .. } => 0,
-        })
-        .sum();
-    chars.div_ceil(CHARS_PER_TOKEN) as u64
+    crate::context::EstimateCounter::count_content(&request.messages)
 }
 
 /// Checks a request against what the catalogue says the model can do, before any IO.
@@ -798,146 +845,4 @@ pub fn check_capabilities(model: &Model, request: &ChatRequest) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Conversations kept in the client's [`ConversationStore`].
-#[derive(Debug, Clone, Copy)]
-pub struct Conversations<'a> {
-    exllm: &'a ExLLM,
-}
-
-impl Conversations<'_> {
-    fn store(&self) -> Result<&Arc<dyn ConversationStore>> {
-        self.exllm.inner.store.as_ref().ok_or_else(|| {
-            Error::config(
-                "no conversation store configured: add one with ExLLMBuilder::store \
-                 (e.g. exllm::persistence::InMemoryStore)",
-            )
-        })
-    }
-
-    /// Starts a conversation with the model at `address`, optionally with a system prompt.
-    /// Returns the new conversation (its id assigned by the store).
-    // `conversations().new(…)` reads as the domain says it; it creates a stored conversation,
-    // not a `Conversations` handle.
-    #[allow(clippy::new_ret_no_self)]
-    pub async fn new(&self, address: &str, system: Option<&str>) -> Result<Conversation> {
-        let target = self.exllm.resolve(address)?;
-        self.exllm.provider(&target.provider)?;
-        let mut conversation = Conversation::new("", target.provider, target.model);
-        if let Some(system) = system {
-            conversation.messages.push(Message::system(system));
-        }
-        let id = self.store()?.create(conversation.clone()).await?;
-        conversation.id = id;
-        Ok(conversation)
-    }
-
-    /// The conversation `id`.
-    pub async fn get(&self, id: &str) -> Result<Conversation> {
-        self.store()?.get(id).await?.ok_or_else(|| not_found(id))
-    }
-
-    /// Conversations matching `filter`, newest first.
-    pub async fn list(
-        &self,
-        filter: &crate::ports::ConversationFilter,
-    ) -> Result<Vec<Conversation>> {
-        self.store()?.list(filter).await
-    }
-
-    /// Deletes conversation `id`.
-    pub async fn delete(&self, id: &str) -> Result<()> {
-        if self.store()?.delete(id).await? {
-            Ok(())
-        } else {
-            Err(not_found(id))
-        }
-    }
-
-    /// Sends `input` as the next turn: the whole history goes upstream, and the new messages,
-    /// usage and cost are appended to the conversation.
-    pub async fn send(&self, id: &str, input: impl Into<ChatInput>) -> Result<ChatResponse> {
-        let (conversation, new_messages, request) = self.turn(id, input.into()).await?;
-        let response = self.exllm.chat(&conversation.address(), request).await?;
-        self.record(id, new_messages, &response).await?;
-        Ok(response)
-    }
-
-    /// Sends `input` as the next turn and streams the reply; the turn is recorded when the
-    /// stream completes (a failed stream records nothing).
-    pub async fn send_stream(&self, id: &str, input: impl Into<ChatInput>) -> Result<ChatStream> {
-        let (conversation, new_messages, request) = self.turn(id, input.into()).await?;
-        let stream = self.exllm.stream(&conversation.address(), request).await?;
-        let store = Arc::clone(self.store()?);
-        let id = id.to_owned();
-        let stream = futures_util::stream::unfold(
-            Some((stream, store, id, new_messages)),
-            |state| async move {
-                let (mut stream, store, id, new_messages) = state?;
-                match stream.next().await {
-                    Some(Ok(StreamEvent::Done(response))) => {
-                        let mut messages = new_messages;
-                        messages.push(response.to_message());
-                        match store
-                            .append(&id, messages, response.usage, response.cost)
-                            .await
-                        {
-                            Ok(_) => Some((Ok(StreamEvent::Done(response)), None)),
-                            Err(err) => Some((Err(err), None)),
-                        }
-                    }
-                    Some(Ok(event)) => Some((Ok(event), Some((stream, store, id, new_messages)))),
-                    Some(Err(err)) => Some((Err(err), None)),
-                    None => None,
-                }
-            },
-        );
-        Ok(Box::pin(stream))
-    }
-
-    async fn turn(
-        &self,
-        id: &str,
-        input: ChatInput,
-    ) -> Result<(Conversation, Vec<Message>, ChatRequest)> {
-        let conversation = self.get(id).await?;
-        let (new_messages, template) = match input {
-            ChatInput::Request(mut request) => {
-                let messages = std::mem::take(&mut request.messages);
-                (messages, request)
-            }
-            other => (other.into_messages(), ChatRequest::default()),
-        };
-        if new_messages.is_empty() {
-            return Err(Error::validation(
-                "messages",
-                "a conversation turn needs at least one message",
-            ));
-        }
-        let mut request = template;
-        request.messages = conversation.messages.clone();
-        request.messages.extend(new_messages.iter().cloned());
-        Ok((conversation, new_messages, request))
-    }
-
-    async fn record(
-        &self,
-        id: &str,
-        mut messages: Vec<Message>,
-        response: &ChatResponse,
-    ) -> Result<()> {
-        messages.push(response.to_message());
-        self.store()?
-            .append(id, messages, response.usage, response.cost)
-            .await?;
-        Ok(())
-    }
-}
-
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("no conversation with id `{id}`"),
-    )
 }

@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod context;
 pub mod conversation;
+pub mod conversations;
 pub mod cost;
 pub mod embed;
 pub mod error;
@@ -26,12 +27,14 @@ pub use chat::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, Reasoning,
     ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition, ToolResult,
 };
+pub use context::{ContextStrategy, EstimateCounter, TokenCounter};
 pub use conversation::Conversation;
+pub use conversations::Conversations;
 pub use cost::Cost;
 pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{Error, ErrorBody, ErrorKind, Result};
 pub use extensions::{CacheControl, CallerKey, ConversationRef, Extensions};
-pub use facade::{CallOptions, ChatInput, Conversations, ExLLM, ExLLMBuilder, ModelAddress};
+pub use facade::{CallOptions, ChatInput, ContextSettings, ExLLM, ExLLMBuilder, ModelAddress};
 pub use ledger::{GroupBy, Outcome, UsageQuery, UsageRecord, UsageTotal};
 pub use model::{Capabilities, Capability, Catalogue, Model, ModelKind, Pricing};
 pub use ports::{

@@ -160,9 +160,28 @@ pub trait RateLimitStore: Send + Sync + std::fmt::Debug {
         limit: u64,
         window: std::time::Duration,
     ) -> Result<Acquire>;
+
+    /// Adds `delta` units to bucket `key` unconditionally — negative gives units back — to
+    /// settle an amount taken by estimate (tokens per minute) against the actual one, or to
+    /// return what was taken for a call that never went out. The default does nothing: a
+    /// backend that cannot settle keeps the estimate.
+    async fn settle(
+        &self,
+        key: &str,
+        delta: i64,
+        limit: u64,
+        window: std::time::Duration,
+    ) -> Result<()> {
+        let _ = (key, delta, limit, window);
+        Ok(())
+    }
 }
 
 /// The rest of the pipeline after a middleware: the later middleware, then the provider.
+///
+/// `Copy`, so that a middleware may run the rest more than once (a retry) or point it at
+/// another provider (a fallback: `Next::new(next.middleware(), other)`).
+#[derive(Clone, Copy)]
 pub struct Next<'a> {
     middleware: &'a [Arc<dyn Middleware>],
     provider: &'a dyn ChatProvider,
@@ -189,6 +208,11 @@ impl<'a> Next<'a> {
     /// The provider at the end of the pipeline.
     pub fn provider(&self) -> &'a dyn ChatProvider {
         self.provider
+    }
+
+    /// The middleware still to run before the provider.
+    pub fn middleware(&self) -> &'a [Arc<dyn Middleware>] {
+        self.middleware
     }
 
     /// Runs the rest of the pipeline for a plain call.

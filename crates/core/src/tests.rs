@@ -425,10 +425,19 @@ fn extensions_travel_with_the_request_but_never_change_it() {
         .extension(CacheControl { enabled: false });
     assert_eq!(a, b, "extensions are not part of what the request asks");
     let c = b.clone();
-    assert_eq!(c.extensions.get::<CallerKey>(), Some(&CallerKey("team-a".into())));
-    assert_eq!(c.extensions.get::<CacheControl>().map(|c| c.enabled), Some(false));
+    assert_eq!(
+        c.extensions.get::<CallerKey>(),
+        Some(&CallerKey("team-a".into()))
+    );
+    assert_eq!(
+        c.extensions.get::<CacheControl>().map(|c| c.enabled),
+        Some(false)
+    );
     assert!(serde_json::to_string(&c).unwrap().find("team-a").is_none());
     let mut d = c;
-    assert_eq!(d.extensions.remove::<CallerKey>(), Some(CallerKey("team-a".into())));
+    assert_eq!(
+        d.extensions.remove::<CallerKey>(),
+        Some(CallerKey("team-a".into()))
+    );
     assert!(d.extensions.get::<CallerKey>().is_none());
 }

@@ -22,12 +22,21 @@ pub mod testing;
 pub mod timeout;
 pub mod tokens;
 
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, FailureRate};
+pub use cache::{Cache, CacheConfig, CacheStats, MokaCache, TemperaturePolicy};
+pub use fallback::{Fallback, FallbackConfig, FallbackTarget};
 pub use headers::RateLimitInfo;
 pub use http::{
     Auth, Frame, FrameStream, Framing, HttpConfig, HttpExecutor, HttpRequest, HttpResponse, Method,
 };
 pub use ndjson::NdjsonDecoder;
+pub use ratelimit::{InMemoryRateLimitStore, Limits, RateLimit, RateLimitConfig, WhenLimited};
+pub use recorder::{Attempt, UsageRecorder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisCache, RedisConnection, RedisRateLimitStore};
+pub use retry::{Retry, RetryBudget, RetryConfig};
 pub use sse::{DEFAULT_MAX_LINE_BYTES, SseDecoder, SseEvent};
+pub use timeout::{Timeout, TimeoutConfig};
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 mod chat;
 mod commands;
+mod conversations;
 mod providers;
 
 use std::path::PathBuf;
@@ -28,8 +29,11 @@ pub async fn exllm(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> 
         let dir = std::env::temp_dir().join(format!("exllm-it-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_exllm"));
+        // A home of its own, so the default database never lands in the real user's data dir.
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
             .current_dir(&dir)
             .args(&args)
             .timeout(std::time::Duration::from_secs(60));

@@ -1,1 +1,0 @@
-//! resilience tests (being built).
