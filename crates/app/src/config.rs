@@ -567,6 +567,8 @@ impl Settings {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
+            // Without the SQLite store compiled in, conversations live in memory.
+            None if cfg!(not(feature = "sqlite")) => "memory://".to_owned(),
             None => format!("sqlite://{}", self.data_dir.join("exllm.db").display()),
         }
     }

@@ -2,16 +2,19 @@
 //! and cheap (`ExLLM::from_env()`, `exllm providers`) and only calls that need a database or
 //! Redis connect to one.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use exllm_adapters_persistence::Stores;
 use exllm_core::{
-    Acquire, Conversation, ConversationFilter, ConversationStore, Cost, Message, RateLimitStore,
-    ResponseCache, Result, Usage, UsageLedger, UsageQuery, UsageRecord, UsageTotal,
+    Conversation, ConversationFilter, ConversationStore, Cost, Message, Result, Usage, UsageLedger,
+    UsageQuery, UsageRecord, UsageTotal,
 };
-use exllm_infrastructure::redis::{RedisCache, RedisConnection, RedisRateLimitStore};
 use tokio::sync::OnceCell;
+#[cfg(feature = "redis")]
+use {
+    exllm_core::{Acquire, RateLimitStore, ResponseCache},
+    exllm_infrastructure::redis::{RedisCache, RedisConnection, RedisRateLimitStore},
+    std::time::Duration,
+};
 
 /// The conversation store and ledger at a store URL, opened (and migrated) on first use.
 #[derive(Debug)]
@@ -84,6 +87,7 @@ impl UsageLedger for LazyStores {
     }
 }
 
+#[cfg(feature = "redis")]
 /// Redis at a URL, connected on first use, serving as the second cache level and the shared
 /// rate-limit store.
 #[derive(Debug)]
@@ -92,6 +96,7 @@ pub struct LazyRedis {
     backends: OnceCell<(RedisCache, RedisRateLimitStore)>,
 }
 
+#[cfg(feature = "redis")]
 impl LazyRedis {
     /// Redis at `url`, not yet connected.
     pub fn new(url: impl Into<String>) -> Self {
@@ -114,6 +119,7 @@ impl LazyRedis {
     }
 }
 
+#[cfg(feature = "redis")]
 #[async_trait]
 impl ResponseCache for LazyRedis {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -124,6 +130,7 @@ impl ResponseCache for LazyRedis {
     }
 }
 
+#[cfg(feature = "redis")]
 #[async_trait]
 impl RateLimitStore for LazyRedis {
     async fn acquire(

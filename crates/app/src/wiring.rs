@@ -20,7 +20,59 @@ use exllm_infrastructure::{
     RateLimitConfig, Retry, RetryConfig, TemperaturePolicy, Timeout, TimeoutConfig, UsageRecorder,
 };
 
-use crate::lazy::{LazyRedis, LazyStores};
+#[cfg(feature = "redis")]
+use crate::lazy::LazyRedis;
+use crate::lazy::LazyStores;
+
+/// Redis as both a cache level and a rate-limit store, when `redis_url` is set.
+#[cfg(feature = "redis")]
+fn redis(settings: &Settings) -> Result<Option<Arc<LazyRedis>>> {
+    Ok(settings
+        .redis_url
+        .as_ref()
+        .map(|url| Arc::new(LazyRedis::new(url.clone()))))
+}
+
+/// This build has no Redis support: a configured `redis_url` is an error, not ignored.
+#[cfg(not(feature = "redis"))]
+fn redis(settings: &Settings) -> Result<Option<Arc<NoRedis>>> {
+    match &settings.redis_url {
+        Some(_) => Err(Error::config(
+            "redis_url is set but this build of ExLLM has no Redis support (the `redis` feature)",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Stands in for Redis in builds without it; never constructed.
+#[cfg(not(feature = "redis"))]
+#[derive(Debug)]
+enum NoRedis {}
+
+#[cfg(not(feature = "redis"))]
+#[async_trait::async_trait]
+impl ResponseCache for NoRedis {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>> {
+        match *self {}
+    }
+    async fn put(&self, _key: &str, _value: Vec<u8>, _ttl: Duration) -> Result<()> {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+#[async_trait::async_trait]
+impl RateLimitStore for NoRedis {
+    async fn acquire(
+        &self,
+        _key: &str,
+        _amount: u64,
+        _limit: u64,
+        _window: Duration,
+    ) -> Result<exllm_core::Acquire> {
+        match *self {}
+    }
+}
 
 use crate::config::{Environment, Settings, builtin_providers};
 
@@ -164,10 +216,7 @@ fn pipeline(
     ledger: Arc<dyn UsageLedger>,
 ) -> Result<Vec<Arc<dyn Middleware>>> {
     let mut out: Vec<Arc<dyn Middleware>> = Vec::new();
-    let redis = settings
-        .redis_url
-        .as_ref()
-        .map(|url| Arc::new(LazyRedis::new(url.clone())));
+    let redis = redis(settings)?;
 
     out.push(Arc::new(Timeout::new(TimeoutConfig {
         total: Some(Duration::from_secs(settings.http.timeout_secs)),
@@ -233,19 +282,20 @@ fn pipeline(
             })?;
             resolved.push(FallbackTarget::new(Arc::clone(provider), address.model));
         }
-        let mut config = FallbackConfig::default();
-        config.targets = resolved;
-        config.primaries = vec![primary.clone()];
-        config.catalogue = Some(Arc::clone(&catalogue));
-        out.push(Arc::new(Fallback::new(config)));
+        out.push(Arc::new(Fallback::new(FallbackConfig {
+            targets: resolved,
+            primaries: vec![primary.clone()],
+            catalogue: Some(Arc::clone(&catalogue)),
+        })));
     }
 
     if settings.breaker.enabled {
-        let mut config = BreakerConfig::default();
-        config.failure_threshold = settings.breaker.failure_threshold;
-        config.cool_down = Duration::from_secs(settings.breaker.cool_down_secs);
-        config.per_model = settings.breaker.per_model;
-        out.push(Arc::new(CircuitBreaker::new(config)));
+        out.push(Arc::new(CircuitBreaker::new(BreakerConfig {
+            failure_threshold: settings.breaker.failure_threshold,
+            cool_down: Duration::from_secs(settings.breaker.cool_down_secs),
+            per_model: settings.breaker.per_model,
+            ..BreakerConfig::default()
+        })));
     }
 
     let mut retry = RetryConfig::default();

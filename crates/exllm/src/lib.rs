@@ -71,9 +71,29 @@ pub mod testing {
     pub use exllm_adapters_providers::{MockProvider, MockReply};
 }
 
-/// Conversation stores.
+/// Conversation stores and usage ledgers: in memory, SQLite, PostgreSQL, chosen by URL.
 pub mod persistence {
-    pub use exllm_adapters_persistence::InMemoryStore;
+    #[cfg(feature = "postgres")]
+    pub use exllm_adapters_persistence::PostgresStore;
+    #[cfg(feature = "sqlite")]
+    pub use exllm_adapters_persistence::SqliteStore;
+    pub use exllm_adapters_persistence::{InMemoryStore, Stores, open};
+}
+
+/// The built-in middleware (docs/middleware.md gives the order and defaults).
+pub mod middleware {
+    #[cfg(feature = "redis")]
+    pub use exllm_infrastructure::redis::{RedisCache, RedisConnection, RedisRateLimitStore};
+    pub use exllm_infrastructure::{
+        BreakerConfig, Cache, CacheConfig, CircuitBreaker, Fallback, FallbackConfig,
+        FallbackTarget, InMemoryRateLimitStore, Limits, MokaCache, RateLimit, RateLimitConfig,
+        Retry, RetryConfig, TemperaturePolicy, Timeout, TimeoutConfig, UsageRecorder,
+    };
+}
+
+/// Exact token counting for OpenAI-family encodings.
+pub mod tokens {
+    pub use exllm_infrastructure::tokens::{TiktokenCounter, counter_for};
 }
 
 /// The HTTP executor every provider shares.

@@ -152,7 +152,15 @@ async fn a_conversation_persists_across_processes_in_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_persists_across_processes_in_postgres() {
-    two_turns_then_show_list_delete(&postgres_url("two_turns")).await;
+    let url = postgres_url("two_turns");
+    two_turns_then_show_list_delete(&url).await;
+    // Leave nothing behind in the shared database.
+    exllm_adapters_persistence::PostgresStore::connect(&url)
+        .await
+        .unwrap()
+        .drop_schema()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

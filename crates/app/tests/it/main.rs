@@ -4,6 +4,7 @@ mod chat;
 mod commands;
 mod conversations;
 mod providers;
+mod resilience;
 
 use std::path::PathBuf;
 use std::process::Output;
