@@ -11,6 +11,8 @@ pub mod wiring;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "server")]
+pub mod gateway;
 #[cfg(feature = "cli")]
 pub mod history;
 

@@ -1,0 +1,1 @@
+//! gateway keys (being built).

@@ -1,0 +1,1 @@
+//! gateway server (being built).
