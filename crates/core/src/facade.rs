@@ -68,7 +68,7 @@ impl ChatInput {
 
 /// Sampling options for a call. Set on the client as defaults, and per call; a per-call value
 /// wins over the request's own, which wins over the client default.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct CallOptions {
     /// Temperature (0–2).
@@ -83,6 +83,29 @@ pub struct CallOptions {
     pub seed: Option<i64>,
     /// A system prompt put first when the messages have none.
     pub system: Option<String>,
+    /// `Some(false)` keeps this call out of every response cache (read and write).
+    pub cache: Option<bool>,
+    /// Middleware for this call only, run outside (before) the client's.
+    pub middleware: Vec<Arc<dyn Middleware>>,
+}
+
+impl PartialEq for CallOptions {
+    /// Compares the sampling options; middleware are compared by identity.
+    fn eq(&self, other: &Self) -> bool {
+        self.temperature == other.temperature
+            && self.max_tokens == other.max_tokens
+            && self.top_p == other.top_p
+            && self.stop == other.stop
+            && self.seed == other.seed
+            && self.system == other.system
+            && self.cache == other.cache
+            && self.middleware.len() == other.middleware.len()
+            && self
+                .middleware
+                .iter()
+                .zip(&other.middleware)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
 impl CallOptions {
@@ -116,6 +139,16 @@ impl CallOptions {
         self.system = Some(system.into());
         self
     }
+    /// Turns response caching on or off for this call.
+    pub fn cache(mut self, enabled: bool) -> Self {
+        self.cache = Some(enabled);
+        self
+    }
+    /// Adds a middleware for this call only (outside the client's).
+    pub fn middleware(mut self, middleware: Arc<dyn Middleware>) -> Self {
+        self.middleware.push(middleware);
+        self
+    }
 
     /// Applies these options over `request`: set values replace the request's.
     fn apply_over(&self, request: &mut ChatRequest) {
@@ -133,6 +166,11 @@ impl CallOptions {
         }
         if self.seed.is_some() {
             request.seed = self.seed;
+        }
+        if let Some(enabled) = self.cache {
+            request
+                .extensions
+                .insert(crate::extensions::CacheControl { enabled });
         }
         self.apply_system(request);
     }
@@ -466,9 +504,8 @@ impl ExLLM {
     ) -> Result<ChatResponse> {
         let (provider, request) = self.prepare(address, input.into(), options)?;
         let priced = self.priced(provider);
-        Next::new(&self.inner.middleware, &priced)
-            .run(request)
-            .await
+        let middleware = self.middleware_for(options);
+        Next::new(&middleware, &priced).run(request).await
     }
 
     /// Sends `input` and streams the reply. The stream's last event is
@@ -487,9 +524,8 @@ impl ExLLM {
     ) -> Result<ChatStream> {
         let (provider, request) = self.prepare(address, input.into(), options)?;
         let priced = self.priced(provider);
-        Next::new(&self.inner.middleware, &priced)
-            .run_stream(request)
-            .await
+        let middleware = self.middleware_for(options);
+        Next::new(&middleware, &priced).run_stream(request).await
     }
 
     /// Embeds `inputs` with the model at `address`; the response carries usage and cost.
@@ -629,6 +665,17 @@ impl ExLLM {
             check_capabilities(model, &request)?;
         }
         Ok((provider, request))
+    }
+
+    /// The call's middleware: its own first (outermost), then the client's.
+    fn middleware_for(&self, options: &CallOptions) -> std::borrow::Cow<'_, [Arc<dyn Middleware>]> {
+        if options.middleware.is_empty() {
+            std::borrow::Cow::Borrowed(&self.inner.middleware)
+        } else {
+            let mut all = options.middleware.clone();
+            all.extend(self.inner.middleware.iter().cloned());
+            std::borrow::Cow::Owned(all)
+        }
     }
 
     /// `provider` wrapped so that every response and final stream event leaving it is priced:

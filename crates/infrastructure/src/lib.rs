@@ -31,7 +31,7 @@ pub use http::{
 };
 pub use ndjson::NdjsonDecoder;
 pub use ratelimit::{InMemoryRateLimitStore, Limits, RateLimit, RateLimitConfig, WhenLimited};
-pub use recorder::{Attempt, UsageRecorder};
+pub use recorder::{Attempt, UsageHook, UsageRecorder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisCache, RedisConnection, RedisRateLimitStore};
 pub use retry::{Retry, RetryBudget, RetryConfig};

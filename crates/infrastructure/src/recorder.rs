@@ -46,10 +46,59 @@ pub struct UsageRecorder {
     ledger: Arc<dyn UsageLedger>,
 }
 
+/// A telemetry hook: called with every attempt's record, whatever the ledger does with it
+/// (metrics, logs, your own accounting).
+pub type UsageHook = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
+
 impl UsageRecorder {
     /// A recorder writing to `ledger`.
     pub fn new(ledger: Arc<dyn UsageLedger>) -> Self {
         Self { ledger }
+    }
+
+    /// A recorder that only calls `hook` (no ledger).
+    pub fn hook_only(hook: UsageHook) -> Self {
+        Self::new(Arc::new(Observed { inner: None, hook }))
+    }
+
+    /// Also calls `hook` with every record, before the ledger writes it.
+    pub fn with_hook(self, hook: UsageHook) -> Self {
+        Self::new(Arc::new(Observed {
+            inner: Some(self.ledger),
+            hook,
+        }))
+    }
+}
+
+/// A ledger that shows each record to a hook, then passes it on.
+struct Observed {
+    inner: Option<Arc<dyn UsageLedger>>,
+    hook: UsageHook,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl UsageLedger for Observed {
+    async fn record(&self, record: UsageRecord) -> Result<()> {
+        (self.hook)(&record);
+        match &self.inner {
+            Some(inner) => inner.record(record).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn totals(&self, query: &exllm_core::UsageQuery) -> Result<Vec<exllm_core::UsageTotal>> {
+        match &self.inner {
+            Some(inner) => inner.totals(query).await,
+            None => Ok(Vec::new()),
+        }
     }
 }
 

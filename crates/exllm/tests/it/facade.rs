@@ -138,3 +138,32 @@ async fn embed_prices_from_the_catalogue() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Validation);
 }
+
+#[tokio::test]
+async fn per_call_middleware_runs_for_that_call_only() {
+    let tagging = Arc::new(Tagging::default());
+    let exllm = ExLLM::builder()
+        .provider(Arc::new(MockProvider::new()))
+        .build();
+    let with = CallOptions::default().middleware(tagging.clone());
+    exllm.chat_with("mock/echo", "a", &with).await.unwrap();
+    exllm.chat("mock/echo", "b").await.unwrap();
+    let stream = exllm.stream_with("mock/echo", "c", &with).await.unwrap();
+    exllm::stream::collect(stream).await.unwrap();
+    assert_eq!(*tagging.seen.lock().unwrap(), ["plain", "stream"]);
+}
+
+#[tokio::test]
+async fn cache_false_travels_as_an_extension() {
+    let mock = Arc::new(MockProvider::new());
+    let exllm = ExLLM::builder().provider(mock.clone()).build();
+    exllm
+        .chat_with("mock/echo", "a", &CallOptions::default().cache(false))
+        .await
+        .unwrap();
+    let seen = mock.requests()[0]
+        .extensions
+        .get::<exllm::CacheControl>()
+        .copied();
+    assert_eq!(seen, Some(exllm::CacheControl { enabled: false }));
+}

@@ -398,3 +398,39 @@ async fn a_total_timeout_ends_a_call_that_never_answers() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].outcome, err_outcome(ErrorKind::Cancelled));
 }
+
+/// A telemetry hook sees every attempt the ledger sees, with usage and latency.
+#[tokio::test(start_paused = true)]
+async fn a_usage_hook_sees_every_attempt() {
+    use exllm_infrastructure::testing::{FixtureServer, Scripted};
+    use exllm_infrastructure::{Retry, UsageRecorder};
+    use std::sync::{Arc, Mutex};
+
+    let server = FixtureServer::start(vec![
+        Scripted::json(500, super::error_body("server_error", "server_error")),
+        Scripted::json(200, super::completion("fine")),
+    ])
+    .await;
+    let ledger = Arc::new(super::VecLedger::default());
+    let seen: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let recorder = UsageRecorder::new(ledger.clone()).with_hook(Arc::new(move |r| {
+        sink.lock()
+            .unwrap()
+            .push((r.attempt, r.usage.output_tokens));
+    }));
+    let exllm = super::client(
+        vec![super::openai_at("openai", &server)],
+        vec![Arc::new(Retry::default()), Arc::new(recorder)],
+    );
+    exllm.chat("openai/gpt-4o-mini", "hi").await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].0, 1);
+    assert_eq!(seen[1].0, 2);
+    assert_eq!(
+        ledger.records().len(),
+        2,
+        "the ledger still gets every record"
+    );
+}
