@@ -16,6 +16,13 @@
 //! `Decode` error naming the conversation rather than panicking.
 
 mod ids;
+pub mod keys_memory;
+#[cfg(feature = "postgres")]
+mod keys_postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod keys_rows;
+#[cfg(feature = "sqlite")]
+mod keys_sqlite;
 mod ledger;
 pub mod memory;
 mod open;
@@ -26,6 +33,7 @@ mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use keys_memory::InMemoryKeyStore;
 pub use ledger::NO_CALLER;
 pub use memory::InMemoryStore;
 pub use open::{Stores, default_sqlite_path, open, redact_url};

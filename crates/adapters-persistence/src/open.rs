@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use exllm_core::{ConversationStore, Error, Result, UsageLedger};
+use exllm_core::{ConversationStore, Error, KeyStore, Result, UsageLedger};
 
+use crate::keys_memory::InMemoryKeyStore;
 use crate::memory::InMemoryStore;
 
 /// The store URLs [`open`] accepts, for error messages.
@@ -18,23 +19,31 @@ pub struct Stores {
     pub conversations: Arc<dyn ConversationStore>,
     /// Where every call's usage and cost is recorded.
     pub ledger: Arc<dyn UsageLedger>,
+    /// Where the gateway's virtual keys are kept (hashed).
+    pub keys: Arc<dyn KeyStore>,
 }
 
 impl Stores {
-    /// Both ports served by one store.
+    /// Every port served by one store.
     pub fn from_store<S>(store: Arc<S>) -> Self
     where
-        S: ConversationStore + UsageLedger + 'static,
+        S: ConversationStore + UsageLedger + KeyStore + 'static,
     {
         Self {
             conversations: Arc::clone(&store) as Arc<dyn ConversationStore>,
-            ledger: store,
+            ledger: Arc::clone(&store) as Arc<dyn UsageLedger>,
+            keys: store,
         }
     }
 
     /// A fresh in-memory store.
     pub fn in_memory() -> Self {
-        Self::from_store(Arc::new(InMemoryStore::new()))
+        let store = Arc::new(InMemoryStore::new());
+        Self {
+            conversations: Arc::clone(&store) as Arc<dyn ConversationStore>,
+            ledger: store,
+            keys: Arc::new(InMemoryKeyStore::new()),
+        }
     }
 }
 

@@ -35,11 +35,18 @@ const MAX_CONNECTIONS: u32 = 10;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The schema versions, oldest first; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "conversations, messages, usage records",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "conversations, messages, usage records",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "virtual keys",
+        include_str!("../migrations/postgres/0002_virtual_keys.sql"),
+    ),
+];
 
 /// A conversation store and usage ledger in PostgreSQL.
 #[derive(Debug, Clone)]

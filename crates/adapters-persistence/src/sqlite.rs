@@ -34,11 +34,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: u32 = 4;
 
 /// The schema versions, oldest first; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "conversations, messages, usage records",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "conversations, messages, usage records",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "virtual keys",
+        include_str!("../migrations/sqlite/0002_virtual_keys.sql"),
+    ),
+];
 
 /// A conversation store and usage ledger in an SQLite database.
 #[derive(Debug, Clone)]

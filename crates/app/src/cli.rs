@@ -54,6 +54,18 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the gateway: OpenAI- and Anthropic-compatible HTTP APIs in front of every provider.
+    #[cfg(feature = "server")]
+    Serve(ServeArgs),
+}
+
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address to listen on (default: `bind` from exllm.toml / EXLLM_BIND, else
+    /// 127.0.0.1:4000). A non-loopback address requires EXLLM_MASTER_KEY.
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,7 +124,14 @@ struct ModelsArgs {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // A gateway logs one access line per request (target `exllm::access`) by default; the
+    // other commands only warnings, so that their output stays the answer.
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_tracing(if serving {
+        "warn,exllm::access=info"
+    } else {
+        "warn"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,15 +147,17 @@ pub fn main() -> ExitCode {
     runtime.block_on(run(cli, env))
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("EXLLM_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_env("EXLLM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if default == "warn" {
+        builder.with_target(false).without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Runs a parsed command line against `env`.
@@ -164,6 +185,8 @@ pub async fn run(cli: Cli, env: Environment) -> ExitCode {
             let json = args.json;
             finish(crate::history::usage(wire(config, &env), args).await, json)
         }
+        #[cfg(feature = "server")]
+        Command::Serve(args) => finish(serve(config, &env, args).await, false),
     }
 }
 
@@ -571,4 +594,20 @@ fn config_check(config: Option<&std::path::Path>, env: &Environment, json: bool)
     } else {
         ExitCode::from(2)
     }
+}
+
+/// `exllm serve`: loads and checks the settings, then serves until ctrl-c or SIGTERM.
+#[cfg(feature = "server")]
+async fn serve(config: Option<&std::path::Path>, env: &Environment, args: ServeArgs) -> Result<()> {
+    let settings = Settings::load(config, env)?;
+    let bind = args
+        .bind
+        .or_else(|| settings.bind.clone())
+        .unwrap_or_else(|| crate::gateway::server::DEFAULT_BIND.to_owned());
+    let bind: std::net::SocketAddr = bind.parse().map_err(|_| {
+        Error::config(format!(
+            "--bind `{bind}` is not a socket address such as 127.0.0.1:4000"
+        ))
+    })?;
+    crate::gateway::server::serve(settings, bind, crate::gateway::server::shutdown_signal()).await
 }

@@ -211,6 +211,12 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Redis for the shared cache and rate limits (`EXLLM_REDIS_URL`).
     pub redis_url: Option<String>,
+    /// The address `exllm serve` listens on (`EXLLM_BIND`); default `127.0.0.1:4000`.
+    pub bind: Option<String>,
+    /// The gateway's master key (`EXLLM_MASTER_KEY`): admin access, and keys required on
+    /// every call. Never printed (`Secret`).
+    #[serde(deserialize_with = "secret_opt")]
+    pub master_key: Option<Secret>,
     /// Fitting conversation histories to context windows.
     pub context: ContextSection,
     /// Retries.
@@ -358,6 +364,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "catalogue",
     "database_url",
     "redis_url",
+    "bind",
+    "master_key",
     "context",
     "retry",
     "breaker",

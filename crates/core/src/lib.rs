@@ -14,6 +14,7 @@ pub mod embed;
 pub mod error;
 pub mod extensions;
 pub mod facade;
+pub mod keys;
 pub mod ledger;
 pub mod model;
 pub mod ports;
@@ -35,6 +36,7 @@ pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{Error, ErrorBody, ErrorKind, Result};
 pub use extensions::{CacheControl, CallerKey, ConversationRef, Extensions};
 pub use facade::{CallOptions, ChatInput, ContextSettings, ExLLM, ExLLMBuilder, ModelAddress};
+pub use keys::{KeyStore, Reservation, VirtualKey};
 pub use ledger::{GroupBy, Outcome, UsageQuery, UsageRecord, UsageTotal};
 pub use model::{Capabilities, Capability, Catalogue, Model, ModelKind, Pricing};
 pub use ports::{

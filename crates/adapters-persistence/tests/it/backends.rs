@@ -56,7 +56,7 @@ async fn sqlite_file_and_reopen() {
         .fetch_all(pool.pool())
         .await
         .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
 }
 
 #[cfg(feature = "postgres")]
@@ -100,7 +100,8 @@ async fn postgres_by_url_with_schema() {
             "conversations",
             "exllm_migrations",
             "messages",
-            "usage_records"
+            "usage_records",
+            "virtual_keys"
         ]
     );
 }

@@ -10,6 +10,7 @@ mod bad_input;
 mod concurrency;
 #[cfg(feature = "sqlite")]
 mod crash;
+mod keys;
 mod suite;
 
 use std::hash::{BuildHasher, Hasher, RandomState};

@@ -43,17 +43,23 @@ impl GatewayError {
     /// The status a client sees for an ExLLM error.
     pub fn status_for(kind: ErrorKind) -> u16 {
         match kind {
-            ErrorKind::Validation | ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded => {
-                400
-            }
+            ErrorKind::Validation
+            | ErrorKind::InvalidRequest
+            | ErrorKind::ContextLengthExceeded => 400,
             ErrorKind::Auth => 401,
-            ErrorKind::BudgetExceeded | ErrorKind::QuotaExhausted => 403,
+            ErrorKind::BudgetExceeded => 403,
+            // OpenAI answers an exhausted quota with 429 `insufficient_quota`; SDKs raise their
+            // rate-limit error for it, so the gateway does the same.
+            ErrorKind::QuotaExhausted => 429,
             ErrorKind::NotFound => 404,
             ErrorKind::RateLimited => 429,
             ErrorKind::ContentFiltered => 400,
             ErrorKind::Timeout => 504,
             ErrorKind::Unavailable | ErrorKind::CircuitOpen => 503,
-            ErrorKind::Transport | ErrorKind::Decode | ErrorKind::StreamTruncated | ErrorKind::Provider => 502,
+            ErrorKind::Transport
+            | ErrorKind::Decode
+            | ErrorKind::StreamTruncated
+            | ErrorKind::Provider => 502,
             ErrorKind::Cancelled => 499,
             _ => 500,
         }
@@ -65,7 +71,11 @@ impl From<&exllm_core::Error> for GatewayError {
         // An upstream 4xx the client caused keeps its status, so SDKs raise the same exception
         // they would against the provider itself.
         let status = match (err.kind(), err.status()) {
-            (ErrorKind::InvalidRequest | ErrorKind::NotFound, Some(s)) if (400..500).contains(&s) => s,
+            (ErrorKind::InvalidRequest | ErrorKind::NotFound, Some(s))
+                if (400..500).contains(&s) =>
+            {
+                s
+            }
             (kind, _) => Self::status_for(kind),
         };
         Self {

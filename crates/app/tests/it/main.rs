@@ -3,6 +3,9 @@
 mod chat;
 mod commands;
 mod conversations;
+mod gateway_anthropic;
+mod gateway_keys;
+mod gateway_openai;
 mod providers;
 mod resilience;
 
