@@ -228,6 +228,15 @@ enum WireContent {
 struct WireToolCall {
     id: String,
     function: WireFunctionCall,
+    /// Provider data clients echo back unchanged: Gemini's thought signature travels as
+    /// `extra_content.google.thought_signature`, Google's own OpenAI-compatible convention.
+    #[serde(default)]
+    extra_content: Option<Value>,
+}
+
+/// The `extra_content` that carries a tool call's opaque signature to OpenAI clients.
+fn signature_extra(signature: &str) -> Value {
+    json!({"google": {"thought_signature": signature}})
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,11 +377,18 @@ fn to_message(message: WireMessage) -> Result<Message, GatewayError> {
             parts.push(ContentPart::Refusal { text });
         }
         for call in message.tool_calls.unwrap_or_default() {
-            parts.push(ContentPart::ToolCall(ToolCall::new(
+            let mut tool_call = ToolCall::new(
                 call.id,
                 call.function.name,
                 ToolCall::parse_arguments(&call.function.arguments),
-            )));
+            );
+            tool_call.signature = call
+                .extra_content
+                .as_ref()
+                .and_then(|e| e.pointer("/google/thought_signature"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            parts.push(ContentPart::ToolCall(tool_call));
         }
     }
     Ok(Message::new(role, parts))
@@ -537,11 +553,17 @@ fn completion_json(response: &ChatResponse, id: &str) -> Value {
             ContentPart::Refusal { text: t } => {
                 refusal.get_or_insert_with(String::new).push_str(t);
             }
-            ContentPart::ToolCall(call) => tool_calls.push(json!({
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": arguments_string(&call.arguments)},
-            })),
+            ContentPart::ToolCall(call) => {
+                let mut wire = json!({
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": arguments_string(&call.arguments)},
+                });
+                if let Some(signature) = &call.signature {
+                    wire["extra_content"] = signature_extra(signature);
+                }
+                tool_calls.push(wire);
+            }
             _ => {}
         }
     }
@@ -1044,6 +1066,12 @@ impl ChunkWriter {
                         entry.1 = true;
                     }
                     frames.push(self.tool_arguments(slot, &arguments_string(&call.arguments)));
+                }
+                if let Some(signature) = &call.signature {
+                    frames.push(self.chunk(
+                        json!({"tool_calls": [{"index": slot, "extra_content": signature_extra(signature)}]}),
+                        None,
+                    ));
                 }
                 frames
             }
