@@ -131,3 +131,20 @@ fn no_key_falls_back_to_mock() {
     let err = wired.check_address("openai/gpt-4o-mini").unwrap_err();
     assert!(err.to_string().contains("OPENAI_API_KEY"), "{err}");
 }
+
+#[cfg(feature = "server")]
+#[test]
+fn the_gateway_refuses_to_expose_itself_without_a_master_key() {
+    use crate::gateway::server::check_exposure;
+    use exllm_core::Secret;
+
+    let loopback = "127.0.0.1:4000".parse().unwrap();
+    let v6_loopback = "[::1]:4000".parse().unwrap();
+    let public = "0.0.0.0:4000".parse().unwrap();
+    assert!(check_exposure(loopback, None).is_ok());
+    assert!(check_exposure(v6_loopback, None).is_ok());
+    let err = check_exposure(public, None).unwrap_err();
+    assert!(err.to_string().contains("EXLLM_MASTER_KEY"), "{err}");
+    assert!(check_exposure(public, Some(&Secret::new(""))).is_err(), "an empty key is no key");
+    assert!(check_exposure(public, Some(&Secret::new("master-key-123"))).is_ok());
+}

@@ -143,12 +143,68 @@ fn body_error(rejection: &BytesRejection, path: &str, limit: usize) -> Response 
     )))
 }
 
-/// Parses the JSON body, naming the problem when it is malformed or mistyped.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+/// The top-level fields of OpenAI's `CreateChatCompletionRequest` (openapi.yaml, with its
+/// `allOf` parts): anything else is refused as OpenAI refuses it, so a misspelt parameter is
+/// not silently ignored.
+const CHAT_FIELDS: &[&str] = &[
+    "audio",
+    "frequency_penalty",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "messages",
+    "metadata",
+    "modalities",
+    "model",
+    "moderation",
+    "n",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "reasoning_effort",
+    "response_format",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "stop",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "user",
+    "verbosity",
+    "web_search_options",
+];
+
+/// The top-level fields of OpenAI's `CreateEmbeddingRequest`.
+const EMBEDDING_FIELDS: &[&str] = &["dimensions", "encoding_format", "input", "model", "user"];
+
+/// Parses the JSON body, naming the problem when it is malformed, mistyped or carries a field
+/// the OpenAI API does not have.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    known: &[&str],
+) -> Result<T, GatewayError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|err| bad_request(format!("the request body is not valid JSON: {err}")))?;
-    if !value.is_object() {
+    let Some(object) = value.as_object() else {
         return Err(bad_request("the request body must be a JSON object"));
+    };
+    if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(GatewayError {
+            code: Some("unknown_parameter".to_owned()),
+            ..bad_request(format!("Unrecognized request argument supplied: {unknown}"))
+        });
     }
     serde_json::from_value(value)
         .map_err(|err| bad_request(format!("the request body is invalid: {err}")))
@@ -274,7 +330,7 @@ struct Parsed {
 }
 
 fn parse_chat(body: &[u8]) -> Result<Parsed, GatewayError> {
-    let wire: ChatCompletionRequest = parse_json(body)?;
+    let wire: ChatCompletionRequest = parse_json(body, CHAT_FIELDS)?;
     if wire.n.is_some_and(|n| n > 1) {
         return Err(GatewayError {
             code: Some("unsupported_value".to_owned()),
@@ -1202,7 +1258,7 @@ async fn embeddings(
         Ok(body) => body,
         Err(rejection) => return body_error(&rejection, EMBEDDINGS_ROUTE, options.max_body_bytes),
     };
-    let wire: EmbeddingsRequest = match parse_json(&body) {
+    let wire: EmbeddingsRequest = match parse_json(&body, EMBEDDING_FIELDS) {
         Ok(wire) => wire,
         Err(err) => return error_response(&err),
     };

@@ -419,10 +419,28 @@ async fn bad_input_gets_the_right_status_and_an_openai_error() {
     n2["n"] = json!(2);
     assert_eq!(gw.post("/v1/chat/completions", &n2).await.status(), 400);
 
+    // A field the OpenAI API does not have is refused as OpenAI refuses it.
     let mut unknown = chat_body("openai/gpt-4.1-nano", false);
     unknown["a_field_from_the_future"] = json!({"x": 1});
+    let resp = gw.post("/v1/chat/completions", &unknown).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_openai_error(&body, "invalid_request_error");
+    assert_eq!(body["error"]["code"], "unknown_parameter");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a_field_from_the_future")
+    );
+
+    // Every documented OpenAI parameter is accepted, even those this gateway does not use.
+    let mut documented = chat_body("openai/gpt-4.1-nano", false);
+    documented["user"] = json!("u-1");
+    documented["parallel_tool_calls"] = json!(true);
+    documented["store"] = json!(false);
     assert_eq!(
-        gw.post("/v1/chat/completions", &unknown).await.status(),
+        gw.post("/v1/chat/completions", &documented).await.status(),
         200
     );
 
