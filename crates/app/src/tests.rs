@@ -145,6 +145,9 @@ fn the_gateway_refuses_to_expose_itself_without_a_master_key() {
     assert!(check_exposure(v6_loopback, None).is_ok());
     let err = check_exposure(public, None).unwrap_err();
     assert!(err.to_string().contains("EXLLM_MASTER_KEY"), "{err}");
-    assert!(check_exposure(public, Some(&Secret::new(""))).is_err(), "an empty key is no key");
+    assert!(
+        check_exposure(public, Some(&Secret::new(""))).is_err(),
+        "an empty key is no key"
+    );
     assert!(check_exposure(public, Some(&Secret::new("master-key-123"))).is_ok());
 }

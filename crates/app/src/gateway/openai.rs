@@ -1423,7 +1423,7 @@ mod tests {
             "max_completion_tokens": 50,
             "stream": true,
             "stream_options": {"include_usage": true},
-            "some_future_field": {"ignored": true}
+            "user": "documented-but-unused"
         });
         let parsed = parse_chat(body.to_string().as_bytes()).unwrap();
         let r = &parsed.request;
