@@ -917,13 +917,13 @@ impl EventDecoder {
                 }
                 let signature = text_of(block, "signature");
                 if !signature.is_empty() {
-                    self.acc.reasoning_signature(signature);
+                    events.push(self.acc.reasoning_signature(signature));
                 }
                 Block::Thinking
             }
             // Arrives whole, with `data` (fx: stream-redacted-thinking.response.sse).
             "redacted_thinking" => {
-                self.acc.redacted_reasoning(text_of(block, "data"));
+                events.push(self.acc.redacted_reasoning(text_of(block, "data")));
                 Block::Other
             }
             // `{type:"tool_use",id,name,input:{}}`, newer ones with `caller`
@@ -970,7 +970,9 @@ impl EventDecoder {
                     events.push(self.acc.reasoning(thinking));
                 }
             }
-            "signature_delta" => self.acc.reasoning_signature(text_of(delta, "signature")),
+            "signature_delta" => {
+                events.push(self.acc.reasoning_signature(text_of(delta, "signature")));
+            }
             // Fragments of the tool input, the first often `""`
             // (fx: stream-tool-use-input-json-delta.sse).
             "input_json_delta" => {
@@ -1054,11 +1056,11 @@ impl EventDecoder {
             match part {
                 ContentPart::Text { text } => events.push(self.acc.text(&text)),
                 ContentPart::Reasoning(r) => match r.redacted {
-                    Some(data) => self.acc.redacted_reasoning(&data),
+                    Some(data) => events.push(self.acc.redacted_reasoning(&data)),
                     None => {
                         events.push(self.acc.reasoning(&r.text));
                         if let Some(signature) = r.signature {
-                            self.acc.reasoning_signature(&signature);
+                            events.push(self.acc.reasoning_signature(&signature));
                         }
                     }
                 },

@@ -1246,7 +1246,7 @@ impl ChunkDecoder {
                     events.push(self.acc.reasoning(&text));
                 }
                 if let Some(sig) = &part.thought_signature {
-                    self.acc.reasoning_signature(sig);
+                    events.push(self.acc.reasoning_signature(sig));
                 }
             } else {
                 if let Some(sig) = part.thought_signature {

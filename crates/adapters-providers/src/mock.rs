@@ -261,10 +261,10 @@ fn replay(response: ChatResponse) -> Vec<StreamEvent> {
                     events.push(acc.reasoning(&reasoning.text));
                 }
                 if let Some(signature) = &reasoning.signature {
-                    acc.reasoning_signature(signature);
+                    events.push(acc.reasoning_signature(signature));
                 }
                 if let Some(data) = &reasoning.redacted {
-                    acc.redacted_reasoning(data);
+                    events.push(acc.redacted_reasoning(data));
                 }
             }
             ContentPart::ToolCall(call) => {

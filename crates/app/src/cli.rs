@@ -150,8 +150,10 @@ pub fn main() -> ExitCode {
 fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("EXLLM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal: a log collected from a pipe or a file stays plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if default == "warn" {
         builder.with_target(false).without_time().try_init()

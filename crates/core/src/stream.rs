@@ -21,6 +21,15 @@ pub enum StreamEvent {
     TextDelta(String),
     /// More reasoning ("thinking") text.
     ReasoningDelta(String),
+    /// The signature of the current reasoning block, as the provider sent it (Anthropic's
+    /// `signature_delta`, Gemini's `thoughtSignature` on a thought). It comes after the block's
+    /// reasoning text and before anything that follows the block, and it ends the block:
+    /// reasoning after it (text or another signature) belongs to a new block, as
+    /// [`StreamAccumulator`] assembles it.
+    ReasoningSignature(String),
+    /// A whole redacted reasoning block: the provider's opaque, encrypted data, to be sent back
+    /// unchanged in later turns (Anthropic's `redacted_thinking`).
+    RedactedReasoning(String),
     /// More refusal text.
     RefusalDelta(String),
     /// A tool call begins.
@@ -143,21 +152,26 @@ impl StreamAccumulator {
         StreamEvent::ReasoningDelta(delta.to_owned())
     }
 
-    /// Appends to the signature of the current reasoning block.
-    pub fn reasoning_signature(&mut self, signature: &str) {
+    /// Appends to the signature of the current reasoning block (opening one when the last
+    /// part is not an unsigned reasoning block) and returns the
+    /// [`StreamEvent::ReasoningSignature`] to emit.
+    pub fn reasoning_signature(&mut self, signature: &str) -> StreamEvent {
         let r = self.open_reasoning();
         r.signature
             .get_or_insert_with(String::new)
             .push_str(signature);
+        StreamEvent::ReasoningSignature(signature.to_owned())
     }
 
-    /// Adds a redacted reasoning block.
-    pub fn redacted_reasoning(&mut self, data: &str) {
+    /// Adds a redacted reasoning block and returns the [`StreamEvent::RedactedReasoning`] to
+    /// emit.
+    pub fn redacted_reasoning(&mut self, data: &str) -> StreamEvent {
         self.resp().content.push(ContentPart::Reasoning(Reasoning {
             text: String::new(),
             signature: None,
             redacted: Some(data.to_owned()),
         }));
+        StreamEvent::RedactedReasoning(data.to_owned())
     }
 
     /// Starts tool call `index`. A second start for an open index is treated as more arguments'

@@ -557,9 +557,15 @@ pub fn error_body(err: &GatewayError) -> Value {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenBlock {
     Text,
-    Thinking,
+    /// A thinking block, and whether its signature was sent (which ends it: more reasoning
+    /// after the signature is a new block, as the core accumulator assembles it).
+    Thinking {
+        signed: bool,
+    },
     /// A tool call, by its core index.
     ToolUse(usize),
+    /// A redacted thinking block (open only while it is being written).
+    Redacted,
 }
 
 /// Turns core stream events into Anthropic server-sent events.
@@ -675,22 +681,49 @@ impl SseEncoder {
         ));
     }
 
+    /// The open, unsigned thinking block, opening one if there is none.
+    fn thinking_block(&mut self, out: &mut Vec<String>) -> usize {
+        match self.open {
+            Some((OpenBlock::Thinking { signed: false }, index)) => index,
+            _ => self.open(
+                OpenBlock::Thinking { signed: false },
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                out,
+            ),
+        }
+    }
+
     fn thinking(&mut self, text: &str, out: &mut Vec<String>) {
         if text.is_empty() {
             return;
         }
-        let index = match self.open {
-            Some((OpenBlock::Thinking, index)) => index,
-            _ => self.open(
-                OpenBlock::Thinking,
-                json!({"type": "thinking", "thinking": "", "signature": ""}),
-                out,
-            ),
-        };
+        let index = self.thinking_block(out);
         out.push(Self::delta(
             index,
             json!({"type": "thinking_delta", "thinking": text}),
         ));
+    }
+
+    /// The signature of the open thinking block, sent before the block closes, as Anthropic
+    /// does. A signature with no unsigned thinking block open is a block of its own (a signed
+    /// block whose thinking is empty), as in the final response.
+    fn signature(&mut self, signature: &str, out: &mut Vec<String>) {
+        let index = self.thinking_block(out);
+        self.open = Some((OpenBlock::Thinking { signed: true }, index));
+        out.push(Self::delta(
+            index,
+            json!({"type": "signature_delta", "signature": signature}),
+        ));
+    }
+
+    /// A redacted thinking block: it arrives whole, so it opens and closes at once.
+    fn redacted(&mut self, data: &str, out: &mut Vec<String>) {
+        self.open(
+            OpenBlock::Redacted,
+            json!({"type": "redacted_thinking", "data": data}),
+            out,
+        );
+        self.close(out);
     }
 
     fn tool_start(
@@ -716,6 +749,8 @@ impl SseEncoder {
                 self.text(text, &mut out)
             }
             StreamEvent::ReasoningDelta(text) => self.thinking(text, &mut out),
+            StreamEvent::ReasoningSignature(signature) => self.signature(signature, &mut out),
+            StreamEvent::RedactedReasoning(data) => self.redacted(data, &mut out),
             StreamEvent::ToolCallStart { index, id, name }
                 if !self.started_calls.contains(index) =>
             {
@@ -759,19 +794,6 @@ impl SseEncoder {
     }
 
     fn finish(&mut self, response: &ChatResponse, out: &mut Vec<String>) {
-        // A thinking block still open at the end gets its signature, known only now: the
-        // core stream carries signatures in the final response, not as deltas.
-        if let Some((OpenBlock::Thinking, index)) = self.open
-            && let Some(signature) = response.content.iter().rev().find_map(|p| match p {
-                ContentPart::Reasoning(r) => r.signature.clone(),
-                _ => None,
-            })
-        {
-            out.push(Self::delta(
-                index,
-                json!({"type": "signature_delta", "signature": signature}),
-            ));
-        }
         self.close(out);
         if !response.usage.is_empty() {
             self.usage = response.usage;

@@ -1131,6 +1131,8 @@ impl ChunkWriter {
                 }
                 frames
             }
+            // Chat Completions has no place for reasoning signatures or redacted reasoning.
+            StreamEvent::ReasoningSignature(_) | StreamEvent::RedactedReasoning(_) => Vec::new(),
             _ => Vec::new(),
         }
     }

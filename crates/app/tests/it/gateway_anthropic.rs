@@ -356,6 +356,7 @@ fn stream_events_encode_as_anthropic_blocks() {
             call: ToolCall::new("call_2", "g", json!({"b": 2})),
         },
         StreamEvent::ReasoningDelta("t".into()),
+        StreamEvent::ReasoningSignature("sig-z".into()),
         StreamEvent::Usage(Usage::new(20, 9)),
         StreamEvent::Done(Box::new(done)),
     ];
@@ -785,6 +786,215 @@ async fn an_anthropic_tool_stream_passes_the_arguments_as_json_fragments() {
     );
     let (_, delta) = events.iter().find(|(n, _)| n == "message_delta").unwrap();
     assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+}
+
+#[test]
+fn signatures_and_redacted_blocks_stream_where_they_arrive() {
+    let mut enc = SseEncoder::new("msg_1", "anthropic/claude");
+    let mut text = enc.start(None);
+    let done = response(vec![ContentPart::text("Hi")], Some(FinishReason::Stop));
+    for event in [
+        StreamEvent::RedactedReasoning("opaque".into()),
+        StreamEvent::ReasoningDelta("a".into()),
+        StreamEvent::ReasoningSignature("sig-a".into()),
+        // Reasoning after a signature is a new block, as the accumulator assembles it.
+        StreamEvent::ReasoningDelta("b".into()),
+        StreamEvent::ReasoningSignature("sig-b".into()),
+        StreamEvent::TextDelta("Hi".into()),
+        StreamEvent::Done(Box::new(done)),
+    ] {
+        text.push_str(&enc.event(&event).concat());
+    }
+    let parsed = sse_events(&text);
+    let shape: Vec<(String, Value)> = parsed
+        .iter()
+        .filter(|(n, _)| n.starts_with("content_block"))
+        .map(|(n, d)| {
+            let detail = match n.as_str() {
+                "content_block_start" => d["content_block"].clone(),
+                "content_block_delta" => d["delta"].clone(),
+                _ => Value::Null,
+            };
+            (format!("{n}#{}", d["index"]), detail)
+        })
+        .collect();
+    let expected = [
+        (
+            "content_block_start#0",
+            json!({"type": "redacted_thinking", "data": "opaque"}),
+        ),
+        ("content_block_stop#0", Value::Null),
+        (
+            "content_block_start#1",
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+        ),
+        (
+            "content_block_delta#1",
+            json!({"type": "thinking_delta", "thinking": "a"}),
+        ),
+        (
+            "content_block_delta#1",
+            json!({"type": "signature_delta", "signature": "sig-a"}),
+        ),
+        ("content_block_stop#1", Value::Null),
+        (
+            "content_block_start#2",
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+        ),
+        (
+            "content_block_delta#2",
+            json!({"type": "thinking_delta", "thinking": "b"}),
+        ),
+        (
+            "content_block_delta#2",
+            json!({"type": "signature_delta", "signature": "sig-b"}),
+        ),
+        ("content_block_stop#2", Value::Null),
+        ("content_block_start#3", json!({"type": "text", "text": ""})),
+        (
+            "content_block_delta#3",
+            json!({"type": "text_delta", "text": "Hi"}),
+        ),
+        ("content_block_stop#3", Value::Null),
+    ];
+    let expected: Vec<(String, Value)> = expected
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+    assert_eq!(shape, expected);
+}
+
+/// The content-block events of an Anthropic SSE body, pings and message events left out, as
+/// `(event, block index, block type or delta type)`.
+fn block_events(events: &[(String, Value)]) -> Vec<(String, u64, String)> {
+    events
+        .iter()
+        .filter(|(n, _)| n.starts_with("content_block"))
+        .map(|(n, d)| {
+            let kind = match n.as_str() {
+                "content_block_start" => d["content_block"]["type"].as_str(),
+                "content_block_delta" => d["delta"]["type"].as_str(),
+                _ => Some(""),
+            };
+            (
+                n.clone(),
+                d["index"].as_u64().unwrap(),
+                kind.unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_thinking_stream_keeps_its_signature() {
+    let recorded = fixture("anthropic/stream-thinking-text.response.sse");
+    let upstream = FixtureServer::start(vec![Scripted::sse(200, recorded.clone())]).await;
+    let gw = gateway(&anthropic_env(&upstream)).await;
+
+    let reply = post(&gw, &hello("anthropic/claude-sonnet-4-0", true), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let events = sse_events(&reply.body);
+    let upstream_events = sse_events(&recorded);
+    let signature_of = |events: &[(String, Value)]| -> String {
+        events
+            .iter()
+            .filter(|(_, d)| d["delta"]["type"] == "signature_delta")
+            .map(|(_, d)| d["delta"]["signature"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let recorded_signature = signature_of(&upstream_events);
+    assert!(!recorded_signature.is_empty());
+    assert_eq!(signature_of(&events), recorded_signature);
+
+    // The signature is the thinking block's last delta, before the block stops and before the
+    // text block starts, as in the recording.
+    let blocks = block_events(&events);
+    let upstream_blocks = block_events(&upstream_events);
+    let thinking_index = blocks
+        .iter()
+        .find(|(n, _, kind)| n == "content_block_start" && kind == "thinking")
+        .map(|(_, i, _)| *i)
+        .expect("a thinking block");
+    let of_thinking: Vec<&str> = blocks
+        .iter()
+        .filter(|(_, i, _)| *i == thinking_index)
+        .map(|(n, _, kind)| {
+            if kind.is_empty() {
+                n.as_str()
+            } else {
+                kind.as_str()
+            }
+        })
+        .collect();
+    assert_eq!(of_thinking.first(), Some(&"thinking"));
+    assert_eq!(
+        of_thinking[of_thinking.len() - 2..],
+        ["signature_delta", "content_block_stop"]
+    );
+    assert!(
+        of_thinking[1..of_thinking.len() - 2]
+            .iter()
+            .all(|k| *k == "thinking_delta")
+    );
+    let stop_at = blocks
+        .iter()
+        .position(|(n, i, _)| n == "content_block_stop" && *i == thinking_index)
+        .unwrap();
+    let text_at = blocks
+        .iter()
+        .position(|(n, _, kind)| n == "content_block_start" && kind == "text")
+        .expect("a text block");
+    assert!(stop_at < text_at, "{blocks:?}");
+    // Block kinds and their order match the recording.
+    let starts = |blocks: &[(String, u64, String)]| -> Vec<String> {
+        blocks
+            .iter()
+            .filter(|(n, _, _)| n == "content_block_start")
+            .map(|(_, _, kind)| kind.clone())
+            .collect()
+    };
+    assert_eq!(starts(&blocks), starts(&upstream_blocks));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_redacted_thinking_stream_keeps_its_redacted_blocks() {
+    let recorded = fixture("anthropic/stream-redacted-thinking.response.sse");
+    let upstream = FixtureServer::start(vec![Scripted::sse(200, recorded.clone())]).await;
+    let gw = gateway(&anthropic_env(&upstream)).await;
+
+    let reply = post(&gw, &hello("anthropic/claude-sonnet-4-0", true), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let events = sse_events(&reply.body);
+    let redacted = |events: &[(String, Value)]| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|(n, d)| {
+                n == "content_block_start" && d["content_block"]["type"] == "redacted_thinking"
+            })
+            .map(|(_, d)| d["content_block"].clone())
+            .collect()
+    };
+    let upstream_redacted = redacted(&sse_events(&recorded));
+    assert_eq!(upstream_redacted.len(), 2);
+    assert_eq!(redacted(&events), upstream_redacted);
+    // Each redacted block starts and stops at once, and both come before the text.
+    let blocks = block_events(&events);
+    let kinds: Vec<(&str, u64, &str)> = blocks
+        .iter()
+        .filter(|(n, _, _)| n != "content_block_delta")
+        .map(|(n, i, k)| (n.as_str(), *i, k.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("content_block_start", 0, "redacted_thinking"),
+            ("content_block_stop", 0, ""),
+            ("content_block_start", 1, "redacted_thinking"),
+            ("content_block_stop", 1, ""),
+            ("content_block_start", 2, "text"),
+            ("content_block_stop", 2, ""),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

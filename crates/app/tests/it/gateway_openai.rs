@@ -1,8 +1,6 @@
 //! The gateway's OpenAI protocol end to end: the router served in-process on a real port, in
 //! front of a fixture upstream over real TCP, called with a plain HTTP client.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use exllm_app::config::{Environment, Settings};
@@ -599,53 +597,68 @@ async fn readiness_reports_each_provider() {
     assert!(!body.to_string().contains(SENTINEL_KEY));
 }
 
-/// A writer that collects everything logged, for the secret check.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
+/// The real `exllm serve` process, its stderr captured: every log line it writes at the most
+/// verbose level, across a plain call, a stream and an upstream error, and none holds the key.
+/// (A process of its own: a thread-local subscriber in a test binary that runs tests in
+/// parallel does not reliably see every event.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_key_never_appears_in_a_log_line() {
-    // One thread: the thread-local subscriber sees the gateway's tasks and the upstream's.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let stream = jsonl_to_sse(&fixture(
         "openai/stream-text-gpt41nano-with-usage.chunks.jsonl",
     ));
-    let gw = Gateway::start(vec![
+    let upstream = FixtureServer::start(vec![
         Scripted::json(200, fixture("openai/chat-completion-text-gpt41nano.json")),
         Scripted::sse(200, stream),
         Scripted::json(401, fixture("openai/error-401-invalid-api-key.json")),
     ])
     .await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("exllm-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exllm"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &dir)
+        .env("EXLLM_LOG", "trace")
+        .env("EXLLM_DATABASE_URL", "memory://")
+        .env("OPENAI_API_KEY", SENTINEL_KEY)
+        .env("OPENAI_BASE_URL", format!("{}/v1", upstream.url()))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Building an executor installs the TLS crypto provider reqwest needs.
+    let _ = exllm_infrastructure::HttpExecutor::new(exllm_infrastructure::HttpConfig::default());
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "exllm serve did not come up");
     for (stream, status) in [(false, 200), (true, 200), (false, 401)] {
-        let resp = gw
-            .post(
-                "/v1/chat/completions",
-                &chat_body("openai/gpt-4.1-nano", stream),
-            )
-            .await;
+        let resp = http
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&chat_body("openai/gpt-4.1-nano", stream))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), status);
         let text = resp.text().await.unwrap();
         assert!(!text.contains(SENTINEL_KEY));
     }
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         logs.contains("request_id"),
         "the access log was captured:\n{logs}"

@@ -3,8 +3,8 @@
 
 use exllm_adapters_providers::anthropic::EventDecoder;
 use exllm_core::{
-    ChatProvider, ChatRequest, ChatResponse, ErrorKind, FinishReason, Result, StreamEvent, Usage,
-    stream::collect,
+    ChatProvider, ChatRequest, ChatResponse, ContentPart, ErrorKind, FinishReason, Result,
+    StreamEvent, Usage, stream::collect,
 };
 use exllm_infrastructure::sse::{DEFAULT_MAX_LINE_BYTES, SseDecoder};
 use exllm_infrastructure::testing::{FixtureServer, Scripted};
@@ -174,6 +174,98 @@ async fn thinking_streams_as_reasoning_deltas() {
         .collect();
     assert_eq!(reasoning, super::concat_deltas(&sse, "thinking"));
     assert_eq!(done(&events).reasoning(), Some(reasoning));
+}
+
+/// The events of streaming recording `name` from a fixture server.
+async fn stream_events(name: &str) -> Vec<StreamEvent> {
+    let server = FixtureServer::start(vec![Scripted::sse(200, fixture(name))]).await;
+    let provider = anthropic_at(&server.url());
+    provider
+        .stream(hi())
+        .await
+        .unwrap()
+        .map(|e| e.expect("no error"))
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn a_thinking_signature_streams_before_the_thinking_block_ends() {
+    let sse = fixture("stream-thinking-text.response.sse");
+    let events = stream_events("stream-thinking-text.response.sse").await;
+    let recorded = super::concat_deltas(&sse, "signature");
+    assert!(!recorded.is_empty(), "the recording has a signature_delta");
+    let signatures: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, StreamEvent::ReasoningSignature(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let [at] = signatures[..] else {
+        panic!("one signature event expected: {events:?}");
+    };
+    assert_eq!(
+        events[at],
+        StreamEvent::ReasoningSignature(recorded.clone())
+    );
+    // After all of the block's thinking, before the text block that follows it.
+    let last_thinking = events
+        .iter()
+        .rposition(|e| matches!(e, StreamEvent::ReasoningDelta(_)))
+        .expect("thinking deltas");
+    let first_text = events
+        .iter()
+        .position(|e| matches!(e, StreamEvent::TextDelta(_)))
+        .expect("text deltas");
+    assert!(last_thinking < at && at < first_text, "{events:?}");
+    let reasoning = done(&events)
+        .content
+        .iter()
+        .find_map(|p| match p {
+            ContentPart::Reasoning(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a reasoning part");
+    assert_eq!(reasoning.signature, Some(recorded));
+}
+
+#[tokio::test]
+async fn redacted_thinking_streams_as_redacted_reasoning_events() {
+    let sse = fixture("stream-redacted-thinking.response.sse");
+    let recorded: Vec<String> = super::sse_payloads(&sse)
+        .iter()
+        .filter(|p| p["content_block"]["type"] == "redacted_thinking")
+        .map(|p| p["content_block"]["data"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recorded.len(), 2, "the recording has two redacted blocks");
+    let events = stream_events("stream-redacted-thinking.response.sse").await;
+    let redacted: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::RedactedReasoning(data) => Some(data.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(redacted, recorded);
+    // Both come before the reply text, as in the recording.
+    let last_redacted = events
+        .iter()
+        .rposition(|e| matches!(e, StreamEvent::RedactedReasoning(_)))
+        .unwrap();
+    let first_text = events
+        .iter()
+        .position(|e| matches!(e, StreamEvent::TextDelta(_)))
+        .expect("text deltas");
+    assert!(last_redacted < first_text, "{events:?}");
+    let in_done: Vec<String> = done(&events)
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::Reasoning(r) => r.redacted.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(in_done, recorded);
 }
 
 /// The recording up to (not including) its `message_stop` event.
