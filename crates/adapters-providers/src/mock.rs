@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use exllm_core::{
     ChatProvider, ChatRequest, ChatResponse, ChatStream, ContentPart, Error, ErrorKind,
-    FinishReason, Model, Pricing, Result, Role, StreamAccumulator, StreamEvent, ToolCall, Usage,
+    FinishReason, Model, Pricing, Result, Role, StreamEvent, ToolCall, Usage,
 };
 use serde_json::Value;
 
@@ -241,63 +241,6 @@ fn words(text: &str) -> u64 {
     u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
 }
 
-/// Replays a complete response as the events a real provider's stream would produce.
-fn replay(response: ChatResponse) -> Vec<StreamEvent> {
-    let mut acc = StreamAccumulator::new(response.provider.clone(), response.model.clone());
-    let mut events = Vec::new();
-    let mut next_call = 0;
-    for part in &response.content {
-        match part {
-            ContentPart::Text { text } => {
-                // Word by word, spaces kept, so the deltas concatenate to the text exactly.
-                events.extend(
-                    text.split_inclusive(char::is_whitespace)
-                        .map(|word| acc.text(word)),
-                );
-            }
-            ContentPart::Refusal { text } => events.push(acc.refusal(text)),
-            ContentPart::Reasoning(reasoning) => {
-                if !reasoning.text.is_empty() {
-                    events.push(acc.reasoning(&reasoning.text));
-                }
-                if let Some(signature) = &reasoning.signature {
-                    events.push(acc.reasoning_signature(signature));
-                }
-                if let Some(data) = &reasoning.redacted {
-                    events.push(acc.redacted_reasoning(data));
-                }
-            }
-            ContentPart::ToolCall(call) => {
-                let index = next_call;
-                next_call += 1;
-                events.push(acc.tool_call_start(index, &call.id, &call.name));
-                let arguments = match &call.arguments {
-                    Value::String(raw) => raw.clone(),
-                    other => other.to_string(),
-                };
-                events.push(acc.tool_call_delta(index, &arguments));
-                if let Some(signature) = &call.signature {
-                    acc.tool_call_signature(index, signature);
-                }
-                events.extend(acc.tool_call_end(index));
-            }
-            // Images and tool results never appear in a reply.
-            ContentPart::Image { .. } | ContentPart::ToolResult(_) => {}
-        }
-    }
-    events.push(acc.usage(response.usage));
-    acc.finish_reason(
-        response.finish_reason,
-        response.provider_finish_reason.as_deref(),
-    );
-    let resp = acc.response_mut();
-    resp.id = response.id;
-    resp.metadata = response.metadata;
-    resp.cost = response.cost;
-    events.extend(acc.finish().0);
-    events
-}
-
 #[async_trait]
 impl ChatProvider for MockProvider {
     fn name(&self) -> &str {
@@ -327,7 +270,10 @@ impl ChatProvider for MockProvider {
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
         let items: Vec<Result<StreamEvent>> = match self.next(request) {
-            MockReply::Response(response) => replay(response).into_iter().map(Ok).collect(),
+            MockReply::Response(response) => exllm_core::stream::replay(response)
+                .into_iter()
+                .map(Ok)
+                .collect(),
             MockReply::Error(error) => return Err(error.or_provider(&self.name)),
             MockReply::Stream { events, error } => {
                 let name = self.name.clone();

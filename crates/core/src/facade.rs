@@ -680,24 +680,32 @@ impl ExLLM {
 
     /// `provider` wrapped so that every response and final stream event leaving it is priced:
     /// middleware (caches, the ledger) then see costs.
-    fn priced(&self, provider: Arc<dyn ChatProvider>) -> Priced {
-        Priced {
-            provider,
-            catalogue: Arc::clone(&self.inner.catalogue),
-        }
+    fn priced(&self, provider: Arc<dyn ChatProvider>) -> PricedProvider {
+        PricedProvider::new(provider, Arc::clone(&self.inner.catalogue))
     }
 }
 
 /// A provider whose responses are priced from the catalogue as they leave it, and whose
-/// streams always end with `Done` or an error: the innermost step of every pipeline.
+/// streams always end with `Done` or an error: the innermost step of every pipeline (and of a
+/// fallback's pipeline to another provider).
 #[derive(Debug)]
-struct Priced {
+pub struct PricedProvider {
     provider: Arc<dyn ChatProvider>,
     catalogue: Arc<Catalogue>,
 }
 
+impl PricedProvider {
+    /// `provider`, priced from `catalogue`.
+    pub fn new(provider: Arc<dyn ChatProvider>, catalogue: Arc<Catalogue>) -> Self {
+        Self {
+            provider,
+            catalogue,
+        }
+    }
+}
+
 #[async_trait::async_trait]
-impl ChatProvider for Priced {
+impl ChatProvider for PricedProvider {
     fn name(&self) -> &str {
         self.provider.name()
     }

@@ -341,3 +341,64 @@ pub async fn collect(mut stream: ChatStream) -> Result<ChatResponse> {
         "the stream ended without a final response",
     ))
 }
+
+/// A complete response as the events a provider's stream of it would carry, rebuilt through
+/// the accumulator every adapter uses: text word by word (the deltas concatenate to the text
+/// exactly), reasoning with its signature, each tool call as start, arguments and end, usage,
+/// then `Done`. Caches replay stored replies with it, and the mock provider its script.
+pub fn replay(response: ChatResponse) -> Vec<StreamEvent> {
+    let mut acc = StreamAccumulator::new(response.provider.clone(), response.model.clone());
+    let mut events = Vec::new();
+    let mut next_call = 0;
+    for part in &response.content {
+        match part {
+            ContentPart::Text { text } => {
+                // Word by word, spaces kept, so the deltas concatenate to the text exactly.
+                events.extend(
+                    text.split_inclusive(char::is_whitespace)
+                        .map(|word| acc.text(word)),
+                );
+            }
+            ContentPart::Refusal { text } => events.push(acc.refusal(text)),
+            ContentPart::Reasoning(reasoning) => {
+                if !reasoning.text.is_empty() {
+                    events.push(acc.reasoning(&reasoning.text));
+                }
+                if let Some(signature) = &reasoning.signature {
+                    events.push(acc.reasoning_signature(signature));
+                }
+                if let Some(data) = &reasoning.redacted {
+                    events.push(acc.redacted_reasoning(data));
+                }
+            }
+            ContentPart::ToolCall(call) => {
+                let index = next_call;
+                next_call += 1;
+                events.push(acc.tool_call_start(index, &call.id, &call.name));
+                let arguments = match &call.arguments {
+                    serde_json::Value::String(raw) => raw.clone(),
+                    other => other.to_string(),
+                };
+                events.push(acc.tool_call_delta(index, &arguments));
+                if let Some(signature) = &call.signature {
+                    acc.tool_call_signature(index, signature);
+                }
+                events.extend(acc.tool_call_end(index));
+            }
+            // Images and tool results never appear in a reply.
+            ContentPart::Image { .. } | ContentPart::ToolResult(_) => {}
+        }
+    }
+    events.push(acc.usage(response.usage));
+    acc.finish_reason(
+        response.finish_reason,
+        response.provider_finish_reason.as_deref(),
+    );
+    let resp = acc.response_mut();
+    resp.id = response.id;
+    resp.metadata = response.metadata;
+    resp.cost = response.cost;
+    resp.attempts = response.attempts;
+    events.extend(acc.finish().0);
+    events
+}

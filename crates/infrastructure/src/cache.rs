@@ -30,9 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use exllm_core::{
-    CacheControl, ChatRequest, ChatResponse, ChatStream, ContentPart, Message, Middleware, Next,
-    ResponseCache, ResponseFormat, Result, StreamAccumulator, StreamEvent, ToolChoice,
-    ToolDefinition,
+    CacheControl, ChatRequest, ChatResponse, ChatStream, Message, Middleware, Next, ResponseCache,
+    ResponseFormat, Result, StreamEvent, ToolChoice, ToolDefinition,
 };
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -231,7 +230,7 @@ impl Middleware for Cache {
             return next.run_stream(request).await;
         };
         if let Some(response) = self.lookup(&key).await {
-            let events = replay(response).into_iter().map(Ok);
+            let events = exllm_core::stream::replay(response).into_iter().map(Ok);
             return Ok(Box::pin(futures_util::stream::iter(events)));
         }
         let stream = next.run_stream(request).await?;
@@ -388,65 +387,6 @@ fn write_canonical(value: &Value, out: &mut String) {
         }
         scalar => out.push_str(&scalar.to_string()),
     }
-}
-
-/// A stored response as the events a stream of it would carry, rebuilt through the same
-/// accumulator providers use (as the mock provider replays its script).
-fn replay(response: ChatResponse) -> Vec<StreamEvent> {
-    let mut acc = StreamAccumulator::new(response.provider.clone(), response.model.clone());
-    let mut events = Vec::new();
-    let mut next_call = 0;
-    for part in &response.content {
-        match part {
-            ContentPart::Text { text } => {
-                // Word by word, spaces kept, so the deltas concatenate to the text exactly.
-                events.extend(
-                    text.split_inclusive(char::is_whitespace)
-                        .map(|word| acc.text(word)),
-                );
-            }
-            ContentPart::Refusal { text } => events.push(acc.refusal(text)),
-            ContentPart::Reasoning(reasoning) => {
-                if !reasoning.text.is_empty() {
-                    events.push(acc.reasoning(&reasoning.text));
-                }
-                if let Some(signature) = &reasoning.signature {
-                    events.push(acc.reasoning_signature(signature));
-                }
-                if let Some(data) = &reasoning.redacted {
-                    events.push(acc.redacted_reasoning(data));
-                }
-            }
-            ContentPart::ToolCall(call) => {
-                let index = next_call;
-                next_call += 1;
-                events.push(acc.tool_call_start(index, &call.id, &call.name));
-                let arguments = match &call.arguments {
-                    Value::String(raw) => raw.clone(),
-                    other => other.to_string(),
-                };
-                events.push(acc.tool_call_delta(index, &arguments));
-                if let Some(signature) = &call.signature {
-                    acc.tool_call_signature(index, signature);
-                }
-                events.extend(acc.tool_call_end(index));
-            }
-            // Images and tool results never appear in a reply.
-            ContentPart::Image { .. } | ContentPart::ToolResult(_) => {}
-        }
-    }
-    events.push(acc.usage(response.usage));
-    acc.finish_reason(
-        response.finish_reason,
-        response.provider_finish_reason.as_deref(),
-    );
-    let resp = acc.response_mut();
-    resp.id = response.id;
-    resp.metadata = response.metadata;
-    resp.cost = response.cost;
-    resp.attempts = response.attempts;
-    events.extend(acc.finish().0);
-    events
 }
 
 /// The in-process cache level: a `moka` cache bounded by bytes (keys plus stored replies),

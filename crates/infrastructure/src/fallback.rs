@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use exllm_core::facade::price_response;
+use exllm_core::facade::PricedProvider;
 use exllm_core::{
     Catalogue, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, Middleware,
     Next, Result, StreamEvent,
@@ -86,10 +86,11 @@ impl Fallback {
             .targets
             .iter()
             .map(|target| {
-                Arc::new(PricedTarget {
-                    provider: Arc::clone(&target.provider),
-                    catalogue: Arc::clone(&catalogue),
-                }) as Arc<dyn ChatProvider>
+                // Priced as the facade prices the primary, so a fallback's reply has a cost.
+                Arc::new(PricedProvider::new(
+                    Arc::clone(&target.provider),
+                    Arc::clone(&catalogue),
+                )) as Arc<dyn ChatProvider>
             })
             .collect();
         Self { config, targets }
@@ -244,92 +245,4 @@ fn mark(response: &mut ChatResponse, primary: &str) {
         "fallback_from".to_owned(),
         Value::String(primary.to_owned()),
     );
-}
-
-/// A fallback target as the facade would have wrapped it: replies priced from the catalogue,
-/// streams ending with `Done` or an error.
-#[derive(Debug)]
-struct PricedTarget {
-    provider: Arc<dyn ChatProvider>,
-    catalogue: Arc<Catalogue>,
-}
-
-#[async_trait]
-impl ChatProvider for PricedTarget {
-    fn name(&self) -> &str {
-        self.provider.name()
-    }
-
-    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
-        let requested = request.model.clone();
-        let mut response = self
-            .provider
-            .chat(request)
-            .await
-            .map_err(|e| e.or_provider(self.provider.name()))?;
-        price_response(
-            &self.catalogue,
-            self.provider.as_ref(),
-            &requested,
-            &mut response,
-        );
-        Ok(response)
-    }
-
-    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
-        let requested = request.model.clone();
-        let name = self.provider.name().to_owned();
-        let stream = self
-            .provider
-            .stream(request)
-            .await
-            .map_err(|e| e.or_provider(&name))?;
-        let provider = Arc::clone(&self.provider);
-        let catalogue = Arc::clone(&self.catalogue);
-        Ok(Box::pin(futures_util::stream::unfold(
-            Some(stream),
-            move |state| {
-                let provider = Arc::clone(&provider);
-                let catalogue = Arc::clone(&catalogue);
-                let requested = requested.clone();
-                let name = name.clone();
-                async move {
-                    let mut stream = state?;
-                    match stream.next().await {
-                        Some(Ok(StreamEvent::Done(mut response))) => {
-                            price_response(
-                                &catalogue,
-                                provider.as_ref(),
-                                &requested,
-                                &mut response,
-                            );
-                            Some((Ok(StreamEvent::Done(response)), None))
-                        }
-                        Some(Ok(event)) => Some((Ok(event), Some(stream))),
-                        Some(Err(err)) => Some((Err(err.or_provider(&name)), None)),
-                        None => Some((
-                            Err(Error::new(
-                                ErrorKind::StreamTruncated,
-                                "the provider's stream ended without a final response",
-                            )
-                            .with_provider(name)),
-                            None,
-                        )),
-                    }
-                }
-            },
-        )))
-    }
-
-    async fn list_models(&self) -> Result<Vec<exllm_core::Model>> {
-        self.provider.list_models().await
-    }
-
-    async fn health(&self) -> Result<()> {
-        self.provider.health().await
-    }
-
-    fn pricing(&self, model: &str) -> Option<exllm_core::Pricing> {
-        self.provider.pricing(model)
-    }
 }
