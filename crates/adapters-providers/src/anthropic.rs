@@ -39,7 +39,7 @@
 //!   `cache_read_input_tokens` plus `cache_creation_input_tokens`.
 //! - `seed` has no Anthropic equivalent and is not sent.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use exllm_core::{
@@ -47,8 +47,7 @@ use exllm_core::{
     FinishReason, ImageSource, Message, Model, Reasoning, ResponseFormat, Result, Role, Secret,
     StreamAccumulator, StreamEvent, ToolCall, ToolChoice, Usage,
 };
-use exllm_infrastructure::http::{Auth, Frame, FrameStream, Framing, HttpExecutor, HttpRequest};
-use futures_util::StreamExt;
+use exllm_infrastructure::http::{Auth, Framing, HttpExecutor, HttpRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -233,7 +232,7 @@ impl ChatProvider for AnthropicProvider {
             .await?;
         let decoder = EventDecoder::new(&self.config.name, &request.model)
             .structured_tool(structured_tool(&request));
-        Ok(events(frames, decoder))
+        Ok(crate::pump::events(frames, decoder))
     }
 
     /// `GET /v1/models`, asking for the largest page (1000) so that one call lists them all.
@@ -1112,54 +1111,18 @@ impl EventDecoder {
     }
 }
 
-enum Pump {
-    Running(FrameStream, Box<EventDecoder>),
-    Ended,
-}
-
-/// Drives `frames` through `decoder`: every event in order, then `Done` or one error.
-fn events(frames: FrameStream, decoder: EventDecoder) -> ChatStream {
-    let start = Pump::Running(frames, Box::new(decoder));
-    let batches = futures_util::stream::unfold(start, |pump| async move {
-        let Pump::Running(mut frames, mut decoder) = pump else {
-            return None;
-        };
-        loop {
-            let data = match frames.next().await {
-                Some(Ok(Frame::Sse(event))) => event.data,
-                Some(Ok(Frame::Line(line))) => line,
-                // A mid-stream `event: error` arrives here as the executor's typed error.
-                Some(Err(err)) => return Some((batch(Err(decoder.fail(err))), Pump::Ended)),
-                None => return Some((batch(decoder.end()), Pump::Ended)),
-            };
-            match decoder.data(&data) {
-                Err(err) => return Some((batch(Err(err)), Pump::Ended)),
-                // After `message_stop` nothing more counts: finish without waiting for the
-                // server to close the connection.
-                Ok(mut events) if decoder.is_done() => {
-                    return Some(match decoder.end() {
-                        Ok(more) => {
-                            events.extend(more);
-                            (batch(Ok(events)), Pump::Ended)
-                        }
-                        Err(err) => {
-                            let mut out = batch(Ok(events));
-                            out.push_back(Err(err));
-                            (out, Pump::Ended)
-                        }
-                    });
-                }
-                Ok(events) if events.is_empty() => {}
-                Ok(events) => return Some((batch(Ok(events)), Pump::Running(frames, decoder))),
-            }
-        }
-    });
-    Box::pin(batches.flat_map(futures_util::stream::iter))
-}
-
-fn batch(events: Result<Vec<StreamEvent>>) -> VecDeque<Result<StreamEvent>> {
-    match events {
-        Ok(events) => events.into_iter().map(Ok).collect(),
-        Err(err) => VecDeque::from([Err(err)]),
+/// The shared stream pump drives this decoder.
+impl crate::pump::FrameDecoder for EventDecoder {
+    fn data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
+        EventDecoder::data(self, data)
+    }
+    fn is_done(&self) -> bool {
+        EventDecoder::is_done(self)
+    }
+    fn fail(&self, err: Error) -> Error {
+        EventDecoder::fail(self, err)
+    }
+    fn end(self) -> Result<Vec<StreamEvent>> {
+        EventDecoder::end(self)
     }
 }

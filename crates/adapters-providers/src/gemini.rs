@@ -17,7 +17,7 @@
 //! text part is kept as a [`Reasoning`] part with empty text and the signature, placed just
 //! before the text, and merged back onto that text when the history is sent again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use exllm_core::{
@@ -26,8 +26,7 @@ use exllm_core::{
     ResponseFormat, Result, Role, Secret, StreamAccumulator, StreamEvent, ToolCall, ToolChoice,
     Usage,
 };
-use exllm_infrastructure::http::{Auth, Frame, FrameStream, Framing, HttpExecutor, HttpRequest};
-use futures_util::StreamExt;
+use exllm_infrastructure::http::{Auth, Framing, HttpExecutor, HttpRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -179,7 +178,7 @@ impl ChatProvider for GeminiProvider {
             .executor
             .send_stream(&self.config.name, http, Framing::Sse)
             .await?;
-        Ok(events(
+        Ok(crate::pump::events(
             frames,
             ChunkDecoder::new(&self.config.name, &request.model),
         ))
@@ -1297,37 +1296,15 @@ impl ChunkDecoder {
     }
 }
 
-enum Pump {
-    Running(FrameStream, ChunkDecoder),
-    Ended,
-}
-
-/// Drives `frames` through `decoder`: every event in order, then `Done` or one error.
-fn events(frames: FrameStream, decoder: ChunkDecoder) -> ChatStream {
-    let batches = futures_util::stream::unfold(Pump::Running(frames, decoder), |pump| async move {
-        let Pump::Running(mut frames, mut decoder) = pump else {
-            return None;
-        };
-        loop {
-            let data = match frames.next().await {
-                Some(Ok(Frame::Sse(event))) => event.data,
-                Some(Ok(Frame::Line(line))) => line,
-                Some(Err(err)) => return Some((batch(Err(decoder.fail(err))), Pump::Ended)),
-                None => return Some((batch(decoder.end()), Pump::Ended)),
-            };
-            match decoder.data(&data) {
-                Err(err) => return Some((batch(Err(err)), Pump::Ended)),
-                Ok(events) if events.is_empty() => {}
-                Ok(events) => return Some((batch(Ok(events)), Pump::Running(frames, decoder))),
-            }
-        }
-    });
-    Box::pin(batches.flat_map(futures_util::stream::iter))
-}
-
-fn batch(events: Result<Vec<StreamEvent>>) -> VecDeque<Result<StreamEvent>> {
-    match events {
-        Ok(events) => events.into_iter().map(Ok).collect(),
-        Err(err) => VecDeque::from([Err(err)]),
+/// The shared stream pump drives this decoder.
+impl crate::pump::FrameDecoder for ChunkDecoder {
+    fn data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
+        ChunkDecoder::data(self, data)
+    }
+    fn fail(&self, err: Error) -> Error {
+        ChunkDecoder::fail(self, err)
+    }
+    fn end(self) -> Result<Vec<StreamEvent>> {
+        ChunkDecoder::end(self)
     }
 }

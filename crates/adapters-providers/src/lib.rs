@@ -22,6 +22,13 @@ pub mod mock;
 pub mod ollama;
 #[cfg(feature = "openai")]
 pub mod openai;
+#[cfg(any(
+    feature = "openai",
+    feature = "anthropic",
+    feature = "gemini",
+    feature = "ollama"
+))]
+mod pump;
 
 #[cfg(feature = "anthropic")]
 pub use anthropic::{AnthropicConfig, AnthropicProvider};

@@ -19,7 +19,7 @@
 //! - there is no response id, and usage is `prompt_eval_count` / `eval_count` on the final
 //!   `done: true` object.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use exllm_core::{
@@ -27,8 +27,7 @@ use exllm_core::{
     Error, ErrorKind, FinishReason, ImageSource, Model, Pricing, Reasoning, ResponseFormat, Result,
     Role, Secret, StreamAccumulator, StreamEvent, ToolCall, ToolChoice, Usage,
 };
-use exllm_infrastructure::http::{Auth, Frame, FrameStream, Framing, HttpExecutor, HttpRequest};
-use futures_util::StreamExt;
+use exllm_infrastructure::http::{Auth, Framing, HttpExecutor, HttpRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -242,7 +241,7 @@ impl ChatProvider for OllamaProvider {
             .send_stream(&self.config.name, http, Framing::Ndjson)
             .await?;
         let decoder = ChunkDecoder::new(&self.config.name, &request.model);
-        Ok(events(frames, decoder))
+        Ok(crate::pump::events(frames, decoder))
     }
 
     async fn list_models(&self) -> Result<Vec<Model>> {
@@ -951,54 +950,18 @@ impl ChunkDecoder {
     }
 }
 
-enum Pump {
-    Running(FrameStream, ChunkDecoder),
-    Ended,
-}
-
-/// Drives `frames` through `decoder`: every event in order, then `Done` or one error.
-fn events(frames: FrameStream, decoder: ChunkDecoder) -> ChatStream {
-    let batches = futures_util::stream::unfold(Pump::Running(frames, decoder), |pump| async move {
-        let Pump::Running(mut frames, mut decoder) = pump else {
-            return None;
-        };
-        loop {
-            let line = match frames.next().await {
-                Some(Ok(Frame::Line(line))) => line,
-                Some(Ok(Frame::Sse(event))) => event.data,
-                // A mid-stream `{"error":…}` line arrives here as an error; what came before
-                // it is kept as the partial reply.
-                Some(Err(err)) => return Some((batch(Err(decoder.fail(err))), Pump::Ended)),
-                None => return Some((batch(decoder.end()), Pump::Ended)),
-            };
-            match decoder.line(&line) {
-                Err(err) => return Some((batch(Err(err)), Pump::Ended)),
-                // After `done: true` nothing more counts: finish without waiting for the
-                // server to close the connection.
-                Ok(mut events) if decoder.is_done() => {
-                    return Some(match decoder.end() {
-                        Ok(more) => {
-                            events.extend(more);
-                            (batch(Ok(events)), Pump::Ended)
-                        }
-                        Err(err) => {
-                            let mut out = batch(Ok(events));
-                            out.push_back(Err(err));
-                            (out, Pump::Ended)
-                        }
-                    });
-                }
-                Ok(events) if events.is_empty() => {}
-                Ok(events) => return Some((batch(Ok(events)), Pump::Running(frames, decoder))),
-            }
-        }
-    });
-    Box::pin(batches.flat_map(futures_util::stream::iter))
-}
-
-fn batch(events: Result<Vec<StreamEvent>>) -> VecDeque<Result<StreamEvent>> {
-    match events {
-        Ok(events) => events.into_iter().map(Ok).collect(),
-        Err(err) => VecDeque::from([Err(err)]),
+/// The shared stream pump drives this decoder.
+impl crate::pump::FrameDecoder for ChunkDecoder {
+    fn data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
+        ChunkDecoder::line(self, data)
+    }
+    fn is_done(&self) -> bool {
+        ChunkDecoder::is_done(self)
+    }
+    fn fail(&self, err: Error) -> Error {
+        ChunkDecoder::fail(self, err)
+    }
+    fn end(self) -> Result<Vec<StreamEvent>> {
+        ChunkDecoder::end(self)
     }
 }

@@ -16,16 +16,13 @@
 //! does through `extra_body`, the other choices are skipped rather than mixed into one reply
 //! (fx: stream-multiple-choices-n3-gpt4o.sse interleaves indexes 0, 1 and 2).
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
 use exllm_core::{
     ChatProvider, ChatRequest, ChatResponse, ChatStream, ContentPart, EmbedRequest, EmbedResponse,
     Error, ErrorKind, FinishReason, ImageSource, Model, Reasoning, ResponseFormat, Result, Role,
     Secret, StreamAccumulator, StreamEvent, ToolCall, ToolChoice, Usage,
 };
-use exllm_infrastructure::http::{Auth, Frame, FrameStream, Framing, HttpExecutor, HttpRequest};
-use futures_util::StreamExt;
+use exllm_infrastructure::http::{Auth, Framing, HttpExecutor, HttpRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -330,7 +327,7 @@ impl ChatProvider for OpenAiProvider {
             .await?;
         let decoder =
             ChunkDecoder::with_quirks(&self.config.name, &request.model, &self.config.quirks);
-        Ok(events(frames, decoder))
+        Ok(crate::pump::events(frames, decoder))
     }
 
     async fn list_models(&self) -> Result<Vec<Model>> {
@@ -1463,54 +1460,19 @@ impl ChunkDecoder {
     }
 }
 
-enum Pump {
-    Running(FrameStream, ChunkDecoder),
-    Ended,
-}
-
-/// Drives `frames` through `decoder`: every event in order, then `Done` or one error.
-fn events(frames: FrameStream, decoder: ChunkDecoder) -> ChatStream {
-    let batches = futures_util::stream::unfold(Pump::Running(frames, decoder), |pump| async move {
-        let Pump::Running(mut frames, mut decoder) = pump else {
-            return None;
-        };
-        loop {
-            let data = match frames.next().await {
-                Some(Ok(Frame::Sse(event))) => event.data,
-                Some(Ok(Frame::Line(line))) => line,
-                Some(Err(err)) => return Some((batch(Err(decoder.fail(err))), Pump::Ended)),
-                None => return Some((batch(decoder.end()), Pump::Ended)),
-            };
-            match decoder.data(&data) {
-                Err(err) => return Some((batch(Err(err)), Pump::Ended)),
-                // After `[DONE]` nothing more counts: finish without waiting for the server to
-                // close the connection.
-                Ok(mut events) if decoder.is_done() => {
-                    let end = decoder.end();
-                    return Some(match end {
-                        Ok(more) => {
-                            events.extend(more);
-                            (batch(Ok(events)), Pump::Ended)
-                        }
-                        Err(err) => {
-                            let mut out = batch(Ok(events));
-                            out.push_back(Err(err));
-                            (out, Pump::Ended)
-                        }
-                    });
-                }
-                Ok(events) if events.is_empty() => {}
-                Ok(events) => return Some((batch(Ok(events)), Pump::Running(frames, decoder))),
-            }
-        }
-    });
-    Box::pin(batches.flat_map(futures_util::stream::iter))
-}
-
-fn batch(events: Result<Vec<StreamEvent>>) -> VecDeque<Result<StreamEvent>> {
-    match events {
-        Ok(events) => events.into_iter().map(Ok).collect(),
-        Err(err) => VecDeque::from([Err(err)]),
+/// The shared stream pump drives this decoder.
+impl crate::pump::FrameDecoder for ChunkDecoder {
+    fn data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
+        ChunkDecoder::data(self, data)
+    }
+    fn is_done(&self) -> bool {
+        ChunkDecoder::is_done(self)
+    }
+    fn fail(&self, err: Error) -> Error {
+        ChunkDecoder::fail(self, err)
+    }
+    fn end(self) -> Result<Vec<StreamEvent>> {
+        ChunkDecoder::end(self)
     }
 }
 
