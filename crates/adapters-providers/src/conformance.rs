@@ -8,7 +8,7 @@
 //! use std::sync::Arc;
 //! use exllm_adapters_providers::conformance::{self, Aspect, Case, Expect, Scripted};
 //! use exllm_core::{ChatProvider, ChatRequest};
-//! # fn my_provider(base_url: &str) -> Arc<dyn ChatProvider> { unimplemented!() }
+//! # fn my_provider(_base_url: &str) -> Arc<dyn ChatProvider> { Arc::new(exllm_adapters_providers::MockProvider::new()) }
 //!
 //! # async fn run() {
 //! let cases = vec![
