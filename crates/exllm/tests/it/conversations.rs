@@ -170,3 +170,31 @@ async fn unknown_conversations_and_missing_stores_are_clear_errors() {
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.message().contains("InMemoryStore"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_lose_nothing_and_keep_turns_whole() {
+    let exllm = client(Arc::new(MockProvider::new()));
+    let conv = exllm.conversations().new("mock/echo", None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let exllm = exllm.clone();
+        let id = conv.id.clone();
+        tasks.push(tokio::spawn(async move {
+            exllm
+                .conversations()
+                .send(&id, format!("question {i}"))
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored = exllm.conversations().get(&conv.id).await.unwrap();
+    assert_eq!(stored.messages.len(), 40);
+    // Every turn landed whole: each question is followed by the mock's answer to it.
+    for pair in stored.messages.chunks(2) {
+        assert_eq!(pair[0].role, Role::User);
+        assert_eq!(pair[1].text(), format!("mock reply: {}", pair[0].text()));
+    }
+}
