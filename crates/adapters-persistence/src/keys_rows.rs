@@ -4,6 +4,20 @@ use exllm_core::{Decimal, Error, Result, VirtualKey};
 
 use crate::rows::{decimal, to_i64, to_u64};
 
+/// The columns every key row is read with, in the order the backends' `key_row` expects; the
+/// SQL backends append their own `WHERE`/`ORDER BY` in their placeholder dialect.
+macro_rules! select_keys {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, hash, budget_usd, spent_usd, requests_per_minute, \
+             tokens_per_minute, allowed_models, expires_at_ms, revoked, created_at_ms \
+             FROM virtual_keys ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_keys;
+
 /// One row's values as the database holds them.
 #[derive(Debug)]
 pub(crate) struct KeyRow {

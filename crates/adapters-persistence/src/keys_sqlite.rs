@@ -103,27 +103,19 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_by_hash(&self, hash: &str) -> Result<Option<VirtualKey>> {
-        let row = query(
-            "SELECT id, name, hash, budget_usd, spent_usd, requests_per_minute,
-                tokens_per_minute, allowed_models, expires_at_ms, revoked, created_at_ms
-             FROM virtual_keys WHERE hash = ?1",
-        )
-        .bind(hash)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(sqlite_error)?;
+        let row = query(crate::keys_rows::select_keys!("WHERE hash = ?1"))
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(sqlite_error)?;
         row.as_ref().map(key_row).transpose()
     }
 
     async fn list(&self) -> Result<Vec<VirtualKey>> {
-        let rows = query(
-            "SELECT id, name, hash, budget_usd, spent_usd, requests_per_minute,
-                tokens_per_minute, allowed_models, expires_at_ms, revoked, created_at_ms
-             FROM virtual_keys ORDER BY created_at_ms, id",
-        )
-        .fetch_all(self.pool())
-        .await
-        .map_err(sqlite_error)?;
+        let rows = query(crate::keys_rows::select_keys!("ORDER BY created_at_ms, id"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(sqlite_error)?;
         rows.iter().map(key_row).collect()
     }
 
